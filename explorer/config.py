@@ -1,0 +1,96 @@
+"""Settings from environment variables (names kept from the original design)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
+
+DEFAULT_MODEL = "faster-whisper/tiny.en"
+# Repos whose remote code we agree to run: trust_remote_code is never granted to an arbitrary id.
+DEFAULT_REMOTE_CODE_ALLOWLIST = ("CohereLabs/cohere-transcribe-03-2026",)
+
+
+def default_models_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "open-asr-explorer" / "models"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    default_model: str = DEFAULT_MODEL
+    hf_token: Optional[str] = None
+    offline: bool = False
+    models_dir: Path = field(default_factory=default_models_dir)
+    num_workers: int = 1
+    queue_max_size: int = 32
+    max_loaded_models: int = 2
+    gpu_memory_utilization: float = 0.9
+    max_audio_seconds: float = 30 * 60
+    max_upload_mb: float = 200
+    device: str = "auto"  # auto | cpu | cuda
+    compute_type: Optional[str] = None  # faster-whisper override, e.g. float32
+    remote_code_allowlist: tuple[str, ...] = DEFAULT_REMOTE_CODE_ALLOWLIST
+    hub_timeout_seconds: float = 3.0
+
+    @classmethod
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
+        env = os.environ if env is None else env
+        allow = env.get("TRUST_REMOTE_CODE_MODELS")
+        settings = cls(
+            host=env.get("HOST") or env.get("GRADIO_SERVER_NAME") or cls.host,
+            port=_int(env, "PORT", _int(env, "GRADIO_SERVER_PORT", cls.port)),
+            default_model=env.get("WHISPER_MODEL") or DEFAULT_MODEL,
+            hf_token=env.get("HF_TOKEN") or None,
+            offline=env.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"),
+            models_dir=Path(env["MODELS_DIR"]) if env.get("MODELS_DIR") else default_models_dir(),
+            num_workers=_int(env, "NUM_WORKERS", cls.num_workers),
+            queue_max_size=_int(env, "QUEUE_MAX_SIZE", cls.queue_max_size),
+            max_loaded_models=_int(env, "MAX_LOADED_MODELS", cls.max_loaded_models),
+            gpu_memory_utilization=_float(env, "GPU_MEMORY_UTILIZATION", cls.gpu_memory_utilization),
+            max_audio_seconds=_float(env, "MAX_AUDIO_SECONDS", cls.max_audio_seconds),
+            max_upload_mb=_float(env, "MAX_UPLOAD_MB", cls.max_upload_mb),
+            device=env.get("DEVICE", cls.device).lower(),
+            compute_type=env.get("COMPUTE_TYPE") or None,
+            remote_code_allowlist=(
+                tuple(x.strip() for x in allow.split(",") if x.strip())
+                if allow is not None
+                else DEFAULT_REMOTE_CODE_ALLOWLIST
+            ),
+            hub_timeout_seconds=_float(env, "HUB_TIMEOUT_SECONDS", cls.hub_timeout_seconds),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.num_workers < 1:
+            raise ValueError("NUM_WORKERS must be at least 1")
+        if self.max_loaded_models < 1:
+            raise ValueError("MAX_LOADED_MODELS must be at least 1")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError("GPU_MEMORY_UTILIZATION must be in (0, 1]")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError("DEVICE must be auto, cpu or cuda")

@@ -1,0 +1,47 @@
+"""The one small interface every engine implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Literal, Optional, Protocol, Union
+
+import numpy as np
+
+from explorer.types import Emission, TranscribeOptions
+
+
+@dataclass(frozen=True)
+class LanguageInfo:
+    """Yielded once by engines that detect (or are told) the language; not a timed emission."""
+
+    code: str
+    probability: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how to run: chosen by the service from settings and the hardware."""
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    compute_type: Optional[str] = None  # faster-whisper: int8 / float16 / float32 ...
+    token: Optional[str] = None  # Hugging Face token, for gated repos
+    trust_remote_code: bool = False
+
+
+class Engine(Protocol):
+    # What one timed emission is: a decoded token, or a whole segment.
+    emits: Literal["token", "segment"]
+
+    def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions
+    ) -> Iterator[Union[Emission, LanguageInfo]]:
+        """Yield emissions as they are produced from 16 kHz mono float32 audio.
+
+        Token engines yield ``Token``s while decoding and then the ``Segment``s covering them;
+        segment engines yield ``Segment``s only. The concatenated segment texts are the transcript.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release memory (GPU included)."""
+        ...

