@@ -1,0 +1,39 @@
+# All set-up for a fresh machine lives here: `make run` serves the app, `make test` runs every test.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Debian packages: real speech for tests (LibriVox clips), encoders for the audio format tests.
+APT_PACKAGES := pocketsphinx-testdata ffmpeg sox espeak-ng
+
+.PHONY: setup system venv prepare run test bench
+
+setup: system venv prepare
+
+system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+# torch first: 2.13.0 resolves to the CPU build on this machine's disk (a CUDA build elsewhere);
+# installed after the rest, pip would pick a multi-GB CUDA build as a dependency.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+prepare: venv
+	$(PY) -m explorer.zoo prepare
+
+run: setup
+	$(PY) app.py
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/bench_transcribe.py

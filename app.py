@@ -1,0 +1,27 @@
+"""Open-ASR Model Explorer: `python app.py` serves the Gradio app (HOST/PORT from the environment)."""
+
+import logging
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from explorer.config import Settings  # noqa: E402
+from explorer.service import ModelService  # noqa: E402
+from explorer.ui import CSS, build_app  # noqa: E402
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+    settings = Settings.from_env()
+    service = ModelService(settings)
+    demo = build_app(service, settings)
+    demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        max_file_size=f"{settings.max_upload_mb}mb",
+        css=CSS,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Metric definitions, in one place, as pure functions over emission times.
+
+All times are seconds from the request start (after the model is loaded):
+- TTFT: time of the first emitted token (or segment, for segment-level engines);
+- ITL: mean gap between successive emissions of that unit;
+- RTFx: audio seconds / processing seconds (as open_asr_leaderboard defines it).
+Model load time is measured separately and never included in these.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Sequence
+
+from explorer.types import Metrics
+
+
+def ttft(times: Sequence[float]) -> Optional[float]:
+    return times[0] if times else None
+
+
+def itl(times: Sequence[float]) -> Optional[float]:
+    if len(times) < 2:
+        return None
+    return (times[-1] - times[0]) / (len(times) - 1)  # the mean of successive gaps
+
+
+def rtfx(audio_seconds: float, processing_seconds: float) -> Optional[float]:
+    if processing_seconds <= 0:
+        return None
+    return audio_seconds / processing_seconds
+
+
+def compute(
+    times: Sequence[float],
+    unit: Literal["token", "segment"],
+    audio_seconds: float,
+    processing_seconds: float,
+    load_seconds: float = 0.0,
+) -> Metrics:
+    return Metrics(
+        audio_seconds=audio_seconds,
+        load_seconds=load_seconds,
+        processing_seconds=processing_seconds,
+        ttft_seconds=ttft(times),
+        itl_seconds=itl(times),
+        itl_unit=unit,
+        emissions=len(times),
+        rtfx=rtfx(audio_seconds, processing_seconds),
+    )

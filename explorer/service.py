@@ -1,0 +1,326 @@
+"""The one thin layer between UI and engines: loads and caches models, runs them, reads the clock.
+
+``ModelService.stream`` runs a model on normalised audio and yields an ``Update`` per emission,
+the last one carrying the ``Transcription`` whose metrics come from ``explorer.metrics``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from explorer import catalog, metrics, vad
+from explorer.audio import Audio
+from explorer.config import Settings
+from explorer.engines import Engine, LanguageInfo, Runtime, load_engine
+from explorer.types import Emission, Segment, Token, TranscribeOptions, Transcription
+
+log = logging.getLogger(__name__)
+
+# Below this there is nothing a model could transcribe; engines may even fail on it.
+MIN_AUDIO_SECONDS = 0.1
+
+ProgressFn = Callable[[Optional[float], str], None]
+
+
+class ModelError(RuntimeError):
+    """A model cannot be used: unavailable, failed to download or to load. User-facing message."""
+
+
+@dataclass(frozen=True)
+class Update:
+    text: str  # the transcript so far
+    elapsed: float  # seconds since the request started (after model load)
+    emission: Optional[Emission] = None
+    result: Optional[Transcription] = None  # set on the last update only
+
+
+@dataclass
+class LoadedModel:
+    key: str
+    engine: Engine
+    device: str
+    load_seconds: float
+    in_use: int = 0
+    runs: int = 0
+    loaded_at: float = field(default_factory=time.time)
+
+
+def _run_engine(engine: Engine, samples: np.ndarray, options: TranscribeOptions):
+    yield from engine.transcribe(samples, options)
+
+
+try:  # On a ZeroGPU Space this borrows a GPU for the call; elsewhere spaces.GPU is a no-op.
+    import spaces
+
+    _run_engine = spaces.GPU(_run_engine)
+except ImportError:  # pragma: no cover - spaces is in requirements.txt
+    pass
+
+
+def resolve_device(setting: str, engine: str) -> str:
+    if setting != "auto":
+        return setting
+    if engine == "faster-whisper":
+        import ctranslate2
+
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def gpu_used_fraction() -> float:
+    """Share of GPU memory in use by anything (torch and CTranslate2 alike)."""
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    return 1 - free / total
+
+
+def _reporting_tqdm(progress: ProgressFn):
+    from tqdm.auto import tqdm
+
+    class ReportingTqdm(tqdm):
+        def update(self, n=1):
+            out = super().update(n)
+            if self.total:
+                progress(self.n / self.total, f"{self.desc or 'downloading'} {self.n}/{self.total}")
+            return out
+
+    return ReportingTqdm
+
+
+class ModelService:
+    def __init__(self, settings: Settings, online: Optional[bool] = None):
+        self.settings = settings
+        self.online = catalog.hub_reachable(settings) if online is None else online
+        self.availability = catalog.check_all(settings, self.online)
+        self.failed: dict[str, str] = {}
+        self._loaded: "OrderedDict[str, LoadedModel]" = OrderedDict()
+        self._lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
+
+    # -- catalog -----------------------------------------------------------------------------
+    def models(self) -> list[dict]:
+        rows = []
+        for spec in catalog.MODELS:
+            avail = self.availability[spec.key]
+            rows.append(
+                {
+                    "key": spec.key,
+                    "name": spec.name,
+                    "engine": spec.engine,
+                    "source": spec.source,
+                    "languages": list(spec.languages),
+                    "gated": spec.gated,
+                    "trust_remote_code": spec.trust_remote_code,
+                    "status": avail.status,
+                    "reason": self.failed.get(spec.key) or avail.reason,
+                    "loaded": spec.key in self._loaded,
+                }
+            )
+        return rows
+
+    def health(self) -> dict:
+        with self._lock:
+            loaded = [
+                {"key": m.key, "device": m.device, "load_seconds": round(m.load_seconds, 3), "runs": m.runs, "in_use": m.in_use}
+                for m in self._loaded.values()
+            ]
+        counts: dict[str, int] = {}
+        for a in self.availability.values():
+            counts[a.status] = counts.get(a.status, 0) + 1
+        return {
+            "status": "ok",
+            "hub_online": self.online,
+            "default_model": self.settings.default_model,
+            "loaded_models": loaded,
+            "failed_models": dict(self.failed),
+            "availability": counts,
+            "num_workers": self.settings.num_workers,
+        }
+
+    # -- model cache -------------------------------------------------------------------------
+    def _download(self, spec: catalog.ModelSpec, progress: Optional[ProgressFn]) -> str:
+        from huggingface_hub import snapshot_download
+
+        kwargs = {"tqdm_class": _reporting_tqdm(progress)} if progress else {}
+        try:
+            return snapshot_download(spec.hub_repo, token=self.settings.hf_token, **kwargs)
+        except Exception as exc:
+            raise ModelError(f"could not download {spec.hub_repo}: {type(exc).__name__}: {exc}") from exc
+
+    def _evict(self, reserve_gpu: bool) -> None:
+        """Drop idle models, least recently used first, until there is room for one more."""
+
+        def over() -> bool:
+            if len(self._loaded) >= self.settings.max_loaded_models:
+                return True
+            if reserve_gpu and any(m.device == "cuda" for m in self._loaded.values()):
+                return gpu_used_fraction() > self.settings.gpu_memory_utilization
+            return False
+
+        while over():
+            idle = next((m for m in self._loaded.values() if m.in_use == 0), None)
+            if idle is None:  # every model is busy: allow going over rather than break a request
+                return
+            log.info("evicting %s", idle.key)
+            del self._loaded[idle.key]
+            idle.engine.close()
+            gc.collect()
+            if idle.device == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()
+
+    def _load(self, spec: catalog.ModelSpec, progress: Optional[ProgressFn]) -> LoadedModel:
+        avail = self.availability[spec.key]
+        if avail.status == "unavailable":
+            raise ModelError(f"{spec.name} is unavailable: {avail.reason}")
+        start = time.perf_counter()
+        weights = self._download(spec, progress) if avail.status == "downloadable" else avail.weights
+        device = resolve_device(self.settings.device, spec.engine)
+        runtime = Runtime(
+            device=device,
+            compute_type=self.settings.compute_type,
+            token=self.settings.hf_token,
+            trust_remote_code=spec.trust_remote_code and spec.hub_repo in self.settings.remote_code_allowlist,
+        )
+        with self._lock:
+            self._evict(reserve_gpu=device == "cuda")
+        if progress:
+            progress(None, f"loading {spec.name} on {device}")
+        try:
+            engine = load_engine(spec, weights, runtime)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self.failed[spec.key] = reason
+            log.exception("loading %s failed", spec.key)
+            raise ModelError(f"{spec.name} failed to load: {reason}") from exc
+        self.failed.pop(spec.key, None)
+        return LoadedModel(spec.key, engine, device, time.perf_counter() - start)
+
+    @contextmanager
+    def checkout(self, key: str, progress: Optional[ProgressFn] = None) -> Iterator[tuple[LoadedModel, float]]:
+        """Borrow a loaded model (loading it if needed); yields it and this request's load time."""
+        spec = catalog.get(key)
+        load_seconds = 0.0
+        with self._lock:
+            model = self._loaded.get(key)
+            lock = self._load_locks.setdefault(key, threading.Lock())
+        if model is None:
+            with lock:  # one load per model at a time; others wait for it
+                with self._lock:
+                    model = self._loaded.get(key)
+                if model is None:
+                    model = self._load(spec, progress)
+                    load_seconds = model.load_seconds
+                    with self._lock:
+                        self._loaded[key] = model
+        with self._lock:
+            self._loaded.move_to_end(key)
+            model.in_use += 1
+        try:
+            yield model, load_seconds
+        finally:
+            with self._lock:
+                model.in_use -= 1
+                model.runs += 1
+
+    def preload(self, key: str) -> None:
+        with self.checkout(key):
+            pass
+
+    # -- running -----------------------------------------------------------------------------
+    def fit_options(self, spec: catalog.ModelSpec, options: TranscribeOptions) -> tuple[TranscribeOptions, list[str]]:
+        """Check options against the model; say plainly what had to be ignored."""
+        warnings = []
+        if options.language:
+            if not spec.multilingual:
+                if options.language != spec.languages[0]:
+                    warnings.append(f"{spec.name} only knows {spec.languages[0]}: language {options.language!r} ignored")
+                options = replace(options, language=spec.languages[0])
+            elif options.language not in spec.languages:
+                raise ValueError(
+                    f"{spec.name} does not support language {options.language!r}; "
+                    f"supported: {', '.join(spec.languages)}"
+                )
+        if options.task == "translate" and not spec.multilingual:
+            warnings.append(f"{spec.name} is English-only: translate ignored, transcribing")
+            options = replace(options, task="transcribe")
+        return options, warnings
+
+    def stream(
+        self,
+        key: str,
+        audio: Audio,
+        options: TranscribeOptions = TranscribeOptions(),
+        progress: Optional[ProgressFn] = None,
+    ) -> Iterator[Update]:
+        spec = catalog.get(key)
+        options, warnings = self.fit_options(spec, options)
+        warnings = list(audio.warnings) + warnings
+        with self.checkout(key, progress) as (model, load_seconds):
+            engine = model.engine
+            start = time.perf_counter()
+            times: list[float] = []
+            tokens: list[str] = []
+            segments: list[Segment] = []
+            language = None if spec.multilingual else spec.languages[0]
+
+            if audio.duration < MIN_AUDIO_SECONDS:
+                warnings.append(f"audio is {audio.duration:.3f} s long: nothing to transcribe")
+                items: Iterator = iter(())
+            elif options.vad_filter and spec.engine != "faster-whisper" and not vad.speech_regions(audio.samples):
+                # faster-whisper runs this VAD itself; other engines would hallucinate on silence.
+                warnings.append("no speech detected (Silero VAD): empty transcript")
+                items = iter(())
+            else:
+                items = _run_engine(engine, audio.samples, options)
+
+            for item in items:
+                elapsed = time.perf_counter() - start
+                if isinstance(item, LanguageInfo):
+                    language = options.language or item.code
+                    continue
+                if isinstance(item, Segment):
+                    segments.append(item)
+                else:
+                    tokens.append(item.text)
+                if (engine.emits == "token") == isinstance(item, Token):
+                    times.append(elapsed)
+                text = "".join(s.text for s in segments) if segments else "".join(tokens)
+                yield Update(text.strip(), elapsed, item)
+
+            processing = time.perf_counter() - start
+        result = Transcription(
+            model=key,
+            text="".join(s.text for s in segments).strip(),
+            segments=tuple(segments),
+            language=language,
+            options=options,
+            metrics=metrics.compute(times, engine.emits, audio.duration, processing, load_seconds),
+            warnings=tuple(warnings),
+        )
+        yield Update(result.text, processing, None, result)
+
+    def transcribe(
+        self,
+        key: str,
+        audio: Audio,
+        options: TranscribeOptions = TranscribeOptions(),
+        progress: Optional[ProgressFn] = None,
+    ) -> Transcription:
+        for update in self.stream(key, audio, options, progress):
+            if update.result is not None:
+                return update.result
+        raise AssertionError("stream ended without a result")  # stream always yields one

@@ -1,0 +1,34 @@
+"""Models tab: the catalog with each model's availability; /models and /health for API clients."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from explorer.service import ModelService
+
+COLUMNS = ["key", "name", "engine", "status", "reason", "source", "gated", "trust_remote_code"]
+
+
+def catalog_frame(service: ModelService) -> pd.DataFrame:
+    return pd.DataFrame(service.models())[COLUMNS]
+
+
+def build_models(service: ModelService) -> None:
+    def models() -> list[dict]:
+        """Every model the explorer knows, with its availability (ready, downloadable, unavailable) and why."""
+        return service.models()
+
+    def health() -> dict:
+        """Server status, loaded models and models that failed to load (with the reason)."""
+        return service.health()
+
+    gr.Markdown(
+        "Availability is computed at start: **ready** (weights on this machine), **downloadable** "
+        "(Hub reachable; gated repos need `HF_TOKEN`), or **unavailable** with the reason."
+    )
+    table = gr.Dataframe(catalog_frame(service), interactive=False, wrap=True)
+    refresh = gr.Button("Refresh")
+    refresh.click(lambda: catalog_frame(service), None, table, api_visibility="private", queue=False)
+    gr.api(models, api_name="models", queue=False)
+    gr.api(health, api_name="health", queue=False)

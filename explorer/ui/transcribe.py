@@ -1,0 +1,175 @@
+"""Transcribe tab: one model, one audio, the transcript streaming in, metrics and downloads."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import gradio as gr
+import pandas as pd
+
+from explorer import catalog, formats
+from explorer.audio import AudioError, load_audio
+from explorer.service import ModelError, ModelService
+from explorer.types import Transcription, TranscribeOptions
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+AUTO = "auto"
+SEGMENT_COLUMNS = ["start", "end", "text"]
+
+
+def model_choices(service: ModelService) -> list[tuple[str, str]]:
+    return [(f"{m['name']}  ({service.availability[m['key']].label})", m["key"]) for m in service.models()]
+
+
+def language_choices(key: str) -> list[str]:
+    spec = catalog.get(key)
+    return [AUTO, *spec.languages] if spec.multilingual else list(spec.languages)
+
+
+def describe_model(service: ModelService, key: str) -> str:
+    spec = catalog.get(key)
+    avail = service.availability[key]
+    failed = service.failed.get(key)
+    lines = [f"**{avail.label}**: {failed or avail.reason}", f"Weights: {spec.source}"]
+    if spec.gated:
+        lines.append("Gated on the Hub (needs `HF_TOKEN`).")
+    if spec.trust_remote_code:
+        lines.append("Runs the repo's own code (`trust_remote_code`, allow-listed ids only).")
+    return "  \n".join(lines)
+
+
+def metric_cards(t: Optional[Transcription]) -> str:
+    if t is None:
+        return ""
+    m = t.metrics
+
+    def fmt(v, unit="s", digits=3):
+        return "–" if v is None else f"{v:.{digits}f} {unit}".strip()
+
+    cards = [
+        ("TTFT", fmt(m.ttft_seconds), "request start → first " + m.itl_unit),
+        ("ITL", fmt(m.itl_seconds), f"mean gap between {m.itl_unit}s ({m.emissions})"),
+        ("RTFx", fmt(m.rtfx, "×", 1), "audio seconds / processing seconds"),
+        ("Processing", fmt(m.processing_seconds), f"for {m.audio_seconds:.2f} s of audio"),
+        ("Load", fmt(m.load_seconds), "model load in this request (0 = cached)"),
+        ("Language", t.language or "–", ""),
+    ]
+    body = "".join(
+        f"<div class='metric'><div class='metric-name'>{name}</div><div class='metric-value'>{value}</div>"
+        f"<div class='metric-help'>{help_}</div></div>"
+        for name, value, help_ in cards
+    )
+    return f"<div class='metric-cards'>{body}</div>"
+
+
+def segments_frame(t: Optional[Transcription]) -> pd.DataFrame:
+    rows = [(round(s.start, 2), round(s.end, 2), s.text.strip()) for s in (t.segments if t else ())]
+    return pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
+
+
+def write_downloads(t: Transcription) -> list[str]:
+    folder = Path(tempfile.mkdtemp(prefix="transcript-"))
+    stem = t.model.replace("/", "_")
+    paths = []
+    for ext, writer in formats.WRITERS.items():
+        path = folder / f"{stem}.{ext}"
+        path.write_text(writer(t), encoding="utf-8")
+        paths.append(str(path))
+    return paths
+
+
+def warnings_markdown(warnings) -> str:
+    return "\n".join(f"⚠️ {w}" for w in warnings)
+
+
+def make_options(language: Optional[str], task: str, beam_size: float, word_timestamps: bool, vad_filter: bool) -> TranscribeOptions:
+    try:
+        return TranscribeOptions(
+            language=None if not language or language == AUTO else language,
+            task=task or "transcribe",
+            beam_size=int(beam_size or 1),
+            word_timestamps=bool(word_timestamps),
+            vad_filter=True if vad_filter is None else bool(vad_filter),
+        )
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def build_transcribe(service: ModelService, settings) -> None:
+    max_bytes = int(settings.max_upload_mb * 1024 * 1024)
+
+    def updates(audio, model, language, task, beam_size, word_timestamps, vad_filter, progress=None):
+        """Validate the request and stream the service's updates; errors become gr.Error."""
+        if audio is None:
+            raise gr.Error("No audio: upload a file or record from the microphone.")
+        if not model:
+            raise gr.Error("Pick a model.")
+        options = make_options(language, task, beam_size, word_timestamps, vad_filter)
+        try:
+            decoded = load_audio(audio, max_seconds=settings.max_audio_seconds, max_bytes=max_bytes)
+            for w in decoded.warnings:
+                gr.Warning(w)
+            yield from service.stream(model, decoded, options, progress=progress)
+        except (AudioError, ModelError, ValueError, KeyError) as exc:
+            raise gr.Error(str(exc).strip("'\"")) from exc
+
+    def run(audio, model, language, task, beam_size, word_timestamps, vad_filter, progress=gr.Progress()):
+        """Stream a transcription: the text grows as the model emits; the last update has everything."""
+        report = lambda frac, desc: progress(frac, desc=desc)  # noqa: E731
+        for update in updates(audio, model, language, task, beam_size, word_timestamps, vad_filter, report):
+            if update.result is None:
+                yield update.text, "", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            else:
+                t = update.result
+                yield t.text, warnings_markdown(t.warnings), metric_cards(t), segments_frame(t), write_downloads(t), t.to_dict()
+
+    def run_once(audio, model, language, task, beam_size, word_timestamps, vad_filter):
+        """Transcribe and return the whole result (text, segments, metrics, model, language, warnings)."""
+        for update in updates(audio, model, language, task, beam_size, word_timestamps, vad_filter):
+            if update.result is not None:
+                return update.result.to_dict()
+
+    default = settings.default_model if settings.default_model in catalog.BY_KEY else catalog.MODELS[0].key
+    with gr.Row():
+        with gr.Column(scale=2):
+            model = gr.Dropdown(model_choices(service), value=default, label="Model")
+            model_info = gr.Markdown(describe_model(service, default))
+            with gr.Row():
+                language = gr.Dropdown(language_choices(default), value=language_choices(default)[0], label="Language")
+                task = gr.Radio(["transcribe", "translate"], value="transcribe", label="Task")
+            with gr.Row():
+                beam_size = gr.Slider(1, 10, value=1, step=1, label="Beam size")
+                word_timestamps = gr.Checkbox(False, label="Word timestamps")
+                vad_filter = gr.Checkbox(True, label="Skip non-speech (VAD)")
+            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio")
+            button = gr.Button("Transcribe", variant="primary")
+            gr.Examples(
+                [[str(p)] for p in sorted(SAMPLES.glob("*.wav"))],
+                inputs=[audio],
+                label="Sample clips (LibriVox, public domain; see explorer/samples/SOURCES.md)",
+            )
+        with gr.Column(scale=3):
+            transcript = gr.Textbox(label="Transcript", lines=6, interactive=False)
+            warnings = gr.Markdown()
+            cards = gr.HTML()
+            segments = gr.Dataframe(headers=SEGMENT_COLUMNS, label="Segments", interactive=False, wrap=True)
+            downloads = gr.File(label="Download (TXT, SRT, VTT, JSON)", file_count="multiple", interactive=False)
+            with gr.Accordion("Result as JSON", open=False):
+                result = gr.JSON()
+
+    def on_model_change(key):
+        choices = language_choices(key)
+        return gr.update(choices=choices, value=choices[0]), describe_model(service, key)
+
+    model.change(on_model_change, model, [language, model_info], api_visibility="private", queue=False)
+    inputs = [audio, model, language, task, beam_size, word_timestamps, vad_filter]
+    outputs = [transcript, warnings, cards, segments, downloads, result]
+    button.click(
+        run, inputs, outputs, api_name="transcribe_stream", concurrency_id="models", concurrency_limit=settings.num_workers
+    )
+    # The same request as one JSON answer, for API clients (no streaming).
+    gr.Button(visible=False).click(
+        run_once, inputs, result, api_name="transcribe", concurrency_id="models", concurrency_limit=settings.num_workers
+    )
