@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from tests.running_app import RunningApp
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -81,61 +79,6 @@ def service(offline_settings):
     from explorer.service import ModelService
 
     return ModelService(offline_settings)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RunningApp:
-    """`python app.py` in a subprocess, as a user would start it, offline."""
-
-    def __init__(self, models_dir: Path, log_path: Path, **env):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        full_env = {
-            **os.environ,
-            "PORT": str(self.port),
-            "HOST": "127.0.0.1",
-            "MODELS_DIR": str(models_dir),
-            "HF_HUB_OFFLINE": "1",
-            **{k: str(v) for k, v in env.items()},
-        }
-        self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=log_path.open("w"), stderr=subprocess.STDOUT
-        )
-        self._wait()
-
-    def _wait(self, timeout: float = 120) -> None:
-        import httpx
-
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "config", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"app did not start in {timeout} s:\n{self.log_path.read_text()[-3000:]}")
-
-    def client(self):
-        from gradio_client import Client
-
-        return Client(self.url, verbose=False)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @pytest.fixture(scope="session")

@@ -134,10 +134,13 @@ def build_transcribe(service: ModelService, settings) -> None:
     default = settings.default_model if settings.default_model in catalog.BY_KEY else catalog.MODELS[0].key
     with gr.Row():
         with gr.Column(scale=2):
-            model = gr.Dropdown(model_choices(service), value=default, label="Model")
+            model = gr.Dropdown(model_choices(service), value=default, label="Model", allow_custom_value=True)
             model_info = gr.Markdown(describe_model(service, default))
             with gr.Row():
-                language = gr.Dropdown(language_choices(default), value=language_choices(default)[0], label="Language")
+                # Custom values let API clients name any language; the service checks it against the model.
+                language = gr.Dropdown(
+                    language_choices(default), value=language_choices(default)[0], label="Language", allow_custom_value=True
+                )
                 task = gr.Radio(["transcribe", "translate"], value="transcribe", label="Task")
             with gr.Row():
                 beam_size = gr.Slider(1, 10, value=1, step=1, label="Beam size")

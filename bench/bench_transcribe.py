@@ -1,0 +1,147 @@
+"""Benchmark: what the app adds to a raw engine call, and runtime against runtime on the same weights.
+
+    .venv/bin/python bench/bench_transcribe.py [--repeats 3]
+
+Clips of 10 s or more are made by joining the LibriVox clips of Debian's pocketsphinx-testdata.
+Everything in one table is measured in one run on one machine, so ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from explorer import zoo  # noqa: E402
+from explorer.audio import load_audio  # noqa: E402
+from explorer.config import Settings  # noqa: E402
+from explorer.service import ModelService  # noqa: E402
+from explorer.types import TranscribeOptions  # noqa: E402
+from tests.conftest import librivox_clips  # noqa: E402
+from tests.running_app import RunningApp  # noqa: E402
+
+TINY = "faster-whisper/tiny.en"
+
+
+def make_long_clips(folder: Path) -> list[Path]:
+    """Three clips of 10 s or more, each two or three LibriVox clips back to back."""
+    clips = [sf.read(c.path, dtype="float32")[0] for c in librivox_clips()]
+    pause = np.zeros(8000, dtype=np.float32)
+    groups = [(0, 1), (2, 3), (1, 2, 4)]
+    paths = []
+    for i, group in enumerate(groups):
+        samples = np.concatenate([x for j in group for x in (clips[j], pause)])
+        path = folder / f"clip{i}.wav"
+        sf.write(path, samples, 16000)
+        paths.append(path)
+    return paths
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up, excluded
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+def bench_app_overhead(paths: list[Path], models_dir: Path, repeats: int) -> pd.DataFrame:
+    from faster_whisper import WhisperModel
+    from gradio_client import handle_file
+
+    weights = zoo.local_weights("whisper-tiny.en-ct2", models_dir)
+    raw_model = WhisperModel(str(weights), device="cpu", compute_type="int8")
+    options = dict(language="en", beam_size=1, vad_filter=True, condition_on_previous_text=False)
+    app = RunningApp(models_dir, Path(tempfile.mkdtemp()) / "app.log")
+    rows = []
+    try:
+        client = app.client()
+        for path in paths:
+            audio = load_audio(path).samples
+
+            def raw():
+                segments, _ = raw_model.transcribe(audio, **options)
+                return "".join(s.text for s in segments)
+
+            def through_app():
+                return client.predict(handle_file(str(path)), TINY, "en", "transcribe", 1, False, True, api_name="/transcribe")
+
+            raw_s = timed(raw, repeats)
+            app_s = timed(through_app, repeats)
+            reported = through_app()["metrics"]["processing_seconds"]
+            seconds = len(audio) / 16000
+            rows.append(
+                {
+                    "clip": path.name,
+                    "audio s": round(seconds, 1),
+                    "raw faster-whisper s": round(raw_s, 3),
+                    "app via gradio_client s": round(app_s, 3),
+                    "app's own processing s": round(reported, 3),
+                    "overhead %": round(100 * (app_s - raw_s) / raw_s, 1),
+                }
+            )
+    finally:
+        app.stop()
+    return pd.DataFrame(rows)
+
+
+def bench_runtimes(paths: list[Path], models_dir: Path, repeats: int) -> pd.DataFrame:
+    settings = Settings(models_dir=models_dir, offline=True, max_loaded_models=4)
+    variants = [
+        ("faster-whisper/tiny.en", "int8", None),
+        ("faster-whisper/tiny.en", "float32", "float32"),
+        ("transformers/whisper-tiny.en", "fp32", None),
+    ]
+    audios = [load_audio(p) for p in paths]
+    total_audio = sum(a.duration for a in audios)
+    rows = []
+    for key, label, compute_type in variants:
+        from dataclasses import replace
+
+        service = ModelService(replace(settings, compute_type=compute_type), online=False)
+        avail = service.availability[key]
+        if avail.status != "ready":
+            rows.append({"model": key, "precision": label, "RTFx": None, "note": avail.reason})
+            continue
+
+        def run_all():
+            return [service.transcribe(key, a, TranscribeOptions(language="en")) for a in audios]
+
+        seconds = timed(run_all, repeats)
+        rows.append({"model": key, "precision": label, "RTFx": round(total_audio / seconds, 1), "note": f"{total_audio:.0f} s of audio"})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    models_dir = Settings.from_env().models_dir
+    zoo.prepare(models_dir=models_dir, log=lambda _: None)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = make_long_clips(Path(tmp))
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
+              f"median of {args.repeats} runs after one warm-up\n")
+        print("## The app's overhead over a raw faster-whisper call (tiny.en int8, beam 1)\n")
+        print(bench_app_overhead(paths, models_dir, args.repeats).to_markdown(index=False))
+        print("\n## Runtimes on the same weights (whisper tiny.en)\n")
+        print(bench_runtimes(paths, models_dir, args.repeats).to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The running app (`python app.py`, offline) through gradio_client: the way API users meet it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+
+from explorer.scoring import corpus_wer
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = "faster-whisper/tiny.en"
+
+
+def transcribe(client, path, model=TINY, language="auto", beam_size=1):
+    return client.predict(
+        handle_file(str(path)), model, language, "transcribe", beam_size, False, True, api_name="/transcribe"
+    )
+
+
+def test_tiny_en_through_the_api_is_under_10_percent_wer(app, clips):
+    client = app.client()
+    results = [transcribe(client, c.path, beam_size=5) for c in clips]
+    score = corpus_wer([c.reference for c in clips], [r["text"] for r in results])
+    assert score.wer <= 0.10, (score, [r["text"] for r in results])
+    first = results[0]
+    assert first["model"] == TINY and first["language"] == "en"
+    assert first["segments"] and first["segments"][0]["end"] > first["segments"][0]["start"]
+    m = first["metrics"]
+    assert m["rtfx"] == pytest.approx(m["audio_seconds"] / m["processing_seconds"])
+
+
+def test_stream_endpoint_yields_growing_text_then_the_result(app, long_speech, tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, long_speech, 16000)
+    client = app.client()
+    job = client.submit(handle_file(str(path)), TINY, "en", "transcribe", 1, False, True, api_name="/transcribe_stream")
+    outputs = list(job)
+    texts = [o[0] for o in outputs]
+    assert len(outputs) >= 3
+    assert texts[0] and len(texts[0]) < len(texts[-1])
+    result = outputs[-1][5]
+    assert result["text"] == texts[-1]
+    assert result["metrics"]["ttft_seconds"] < result["metrics"]["processing_seconds"]
+    downloads = outputs[-1][4]
+    assert sorted(Path(d).suffix for d in downloads) == [".json", ".srt", ".txt", ".vtt"]
+    srt = Path(downloads[[Path(d).suffix for d in downloads].index(".srt")]).read_text()
+    assert re.match(r"1\n00:00:\d\d,\d{3} --> 00:00:\d\d,\d{3}\n\S", srt)
+
+
+def test_models_and_health_endpoints(app):
+    client = app.client()
+    models = {m["key"]: m for m in client.predict(api_name="/models")}
+    assert models[TINY]["status"] == "ready"
+    assert models["faster-whisper/large-v3"]["status"] == "unavailable"
+    assert "offline" in models["faster-whisper/large-v3"]["reason"]
+    health = client.predict(api_name="/health")
+    assert health["status"] == "ok" and health["hub_online"] is False
+    assert isinstance(health["loaded_models"], list) and isinstance(health["failed_models"], dict)
+
+
+def _bad_inputs(tmp_path: Path, clip: Path) -> list[tuple[str, Path, str]]:
+    rng = np.random.default_rng(1)
+    cases = []
+
+    def add(name, data: bytes, pattern):
+        path = tmp_path / name
+        path.write_bytes(data)
+        cases.append((name, path, pattern))
+
+    add("empty.wav", b"", r"empty")
+    add("notes.wav", b"this is a text file, not audio\n" * 20, r"not audio|could not decode")
+    add("random.mp3", rng.bytes(50_000), r"not audio|could not decode")
+    png = b"\x89PNG\r\n\x1a\n" + rng.bytes(5000)
+    add("image.png", png, r"not audio|could not decode")
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(16000 * 61, dtype=np.float32), 16000)  # the test app's limit is 60 s
+    cases.append(("long.wav", long, r"limit|too long|MAX_AUDIO_SECONDS"))
+    big = tmp_path / "big.wav"
+    sf.write(big, rng.normal(0, 0.1, 16000 * 45 * 4).astype(np.float32), 16000, subtype="FLOAT")  # ~11 MB > 5 MB
+    cases.append(("big.wav", big, r"(?i)size|MB|too large"))
+    return cases
+
+
+def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(app, clips, tmp_path):
+    client = app.client()
+    for name, path, pattern in _bad_inputs(tmp_path, clips[0].path):
+        with pytest.raises(Exception) as info:
+            transcribe(client, path)
+        assert re.search(pattern, str(info.value), re.I), f"{name}: {info.value!r}"
+    for bad_args, pattern in [
+        ({"model": "no/such-model"}, r"unknown model"),
+        ({"model": "faster-whisper/large-v3"}, r"unavailable"),
+        ({"model": "faster-whisper/base", "language": "xx"}, r"does not support language"),
+    ]:
+        with pytest.raises(AppError, match=pattern):
+            transcribe(client, clips[1].path, **bad_args)
+    ok = transcribe(client, clips[1].path)
+    assert "ill disposed" in ok["text"].lower().replace("-", " ")
+
+
+def test_damaged_audio_is_transcribed_with_a_warning(app, clips, tmp_path):
+    data = clips[0].path.read_bytes()
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(data[: len(data) // 2])
+    result = transcribe(app.client(), truncated)
+    assert result["warnings"], "a truncated file must not be used silently"
+    assert result["text"]
+
+
+def test_readme_gradio_client_example_runs(app):
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    example = next(b for b in blocks if "gradio_client" in b)
+    example = example.replace("http://127.0.0.1:7860/", app.url)
+    sample = ROOT / "explorer" / "samples" / "librivox-austen-0870.wav"
+    example = example.replace("speech.wav", str(sample))
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(example)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "dashwood" in out.stdout.lower()
