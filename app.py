@@ -18,7 +18,7 @@ def main() -> None:
     demo.launch(
         server_name=settings.host,
         server_port=settings.port,
-        max_file_size=f"{settings.max_upload_mb}mb",
+        max_file_size=int(settings.max_upload_mb * 1024 * 1024),
         css=CSS,
     )
 

@@ -103,8 +103,8 @@ def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(app, clips, tm
     ]:
         with pytest.raises(AppError, match=pattern):
             transcribe(client, clips[1].path, **bad_args)
-    ok = transcribe(client, clips[1].path)
-    assert "ill disposed" in ok["text"].lower().replace("-", " ")
+    ok = transcribe(client, clips[1].path, beam_size=5)
+    assert corpus_wer([clips[1].reference], [ok["text"]]).wer <= 0.25, ok["text"]
 
 
 def test_damaged_audio_is_transcribed_with_a_warning(app, clips, tmp_path):
@@ -126,3 +126,34 @@ def test_readme_gradio_client_example_runs(app):
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(example)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "dashwood" in out.stdout.lower()
+
+
+def test_a_flood_waits_its_turn_and_a_full_queue_says_so(models_dir, long_speech, tmp_path):
+    from tests.running_app import RunningApp
+
+    path = tmp_path / "long.wav"
+    sf.write(path, long_speech, 16000)
+    small = RunningApp(models_dir, tmp_path / "app.log", QUEUE_MAX_SIZE=1, NUM_WORKERS=1)
+    try:
+        client = small.client()
+        jobs = [
+            client.submit(handle_file(str(path)), TINY, "en", "transcribe", 1, False, True, api_name="/transcribe")
+            for _ in range(5)
+        ]
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append(job.result(timeout=120)["text"])
+            except Exception as exc:  # noqa: BLE001 - the refusal's type varies by where it is raised
+                outcomes.append(exc)
+        refused = [o for o in outcomes if isinstance(o, Exception)]
+        done = [o for o in outcomes if isinstance(o, str)]
+        assert done and all(d == done[0] for d in done)
+        assert refused and all(re.search(r"queue is full", str(e), re.I) for e in refused), refused
+        assert transcribe(client, clips_path())["text"]  # and it serves again once the flood is over
+    finally:
+        small.stop()
+
+
+def clips_path() -> Path:
+    return ROOT / "explorer" / "samples" / "librivox-austen-0890.wav"
