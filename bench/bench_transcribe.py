@@ -9,6 +9,7 @@ Everything in one table is measured in one run on one machine, so ratios compare
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import os
 import platform
 import statistics
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -51,13 +53,22 @@ def make_long_clips(folder: Path) -> list[Path]:
 
 
 def timed(fn, repeats: int) -> float:
-    fn()  # warm-up, excluded
-    runs = []
+    return timed_pair(fn, None, repeats)[0]
+
+
+def timed_pair(a, b, repeats: int) -> tuple[float, Optional[float]]:
+    """Medians of a and b, run alternately after one warm-up each, so drift hits both alike."""
+    fns = [f for f in (a, b) if f is not None]
+    runs: list[list[float]] = [[] for _ in fns]
+    for f in fns:
+        f()
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
+        for f, out in zip(fns, runs):
+            start = time.perf_counter()
+            f()
+            out.append(time.perf_counter() - start)
+    medians = [statistics.median(r) for r in runs]
+    return medians[0], (medians[1] if b is not None else None)
 
 
 def bench_app_overhead(paths: list[Path], models_dir: Path, repeats: int) -> pd.DataFrame:
@@ -81,8 +92,7 @@ def bench_app_overhead(paths: list[Path], models_dir: Path, repeats: int) -> pd.
             def through_app():
                 return client.predict(handle_file(str(path)), TINY, "en", "transcribe", 1, False, True, api_name="/transcribe")
 
-            raw_s = timed(raw, repeats)
-            app_s = timed(through_app, repeats)
+            raw_s, app_s = timed_pair(raw, through_app, repeats)
             reported = through_app()["metrics"]["processing_seconds"]
             seconds = len(audio) / 16000
             rows.append(
@@ -111,8 +121,6 @@ def bench_runtimes(paths: list[Path], models_dir: Path, repeats: int) -> pd.Data
     total_audio = sum(a.duration for a in audios)
     rows = []
     for key, label, compute_type in variants:
-        from dataclasses import replace
-
         service = ModelService(replace(settings, compute_type=compute_type), online=False)
         avail = service.availability[key]
         if avail.status != "ready":
@@ -129,7 +137,7 @@ def bench_runtimes(paths: list[Path], models_dir: Path, repeats: int) -> pd.Data
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     models_dir = Settings.from_env().models_dir
     zoo.prepare(models_dir=models_dir, log=lambda _: None)

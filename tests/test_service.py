@@ -100,3 +100,74 @@ def test_unavailable_and_failing_models_give_clear_errors(offline_settings, tmp_
         svc.transcribe(TINY, audio(clips[1].samples))
     assert TINY in svc.health()["failed_models"]
     assert svc.health()["status"] == "ok"
+
+
+def test_download_reports_progress_then_runs(offline_settings, clips, monkeypatch, tmp_path):
+    """The Hub download is mocked (no network here): snapshot_download is replaced by a copy of
+    the packaged tiny.en that drives the tqdm class the service passes, as the real one does."""
+    import shutil
+
+    import huggingface_hub
+
+    from explorer import zoo
+
+    calls = {}
+
+    def fake_snapshot_download(repo_id, token=None, tqdm_class=None, local_files_only=False, **kwargs):
+        if local_files_only:  # nothing in the local cache, as on a first run
+            raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+        calls["repo"], calls["token"] = repo_id, token
+        src = zoo.local_weights("whisper-tiny.en-ct2", offline_settings.models_dir)
+        dest = tmp_path / "snapshot"
+        files = sorted(p for p in src.iterdir())
+        bar = tqdm_class(total=len(files), desc="Fetching files")
+        dest.mkdir()
+        for f in files:
+            shutil.copy(f, dest / f.name)
+            bar.update(1)
+        bar.close()
+        return str(dest)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    svc = ModelService(replace(offline_settings, hf_token="hf_test"), online=True)
+    key = "faster-whisper/small"
+    assert svc.availability[key].status == "downloadable"
+    seen = []
+    result = svc.transcribe(key, audio(clips[1].samples), progress=lambda frac, desc: seen.append((frac, desc)))
+    assert calls == {"repo": "Systran/faster-whisper-small", "token": "hf_test"}
+    fractions = [f for f, _ in seen if f is not None]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("loading" in d for _, d in seen)
+    assert result.text and result.metrics.load_seconds > 0
+
+
+class _IdleEngine:
+    """Stands in for a model resident on a GPU, which this machine does not have."""
+
+    emits = "segment"
+
+    def __init__(self):
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_gpu_memory_cap_evicts_idle_models_first(offline_settings, monkeypatch):
+    """No GPU here: the memory reading is mocked; the eviction policy is the real one."""
+    import torch
+
+    from explorer import service as service_module
+    from explorer.service import LoadedModel
+
+    svc = ModelService(replace(offline_settings, max_loaded_models=8, gpu_memory_utilization=0.5), online=False)
+    old, busy, recent = _IdleEngine(), _IdleEngine(), _IdleEngine()
+    svc._loaded["old"] = LoadedModel("old", old, "cuda", 1.0)
+    svc._loaded["busy"] = LoadedModel("busy", busy, "cuda", 1.0, in_use=1)
+    svc._loaded["recent"] = LoadedModel("recent", recent, "cuda", 1.0)
+    usage = iter([0.9, 0.7, 0.4])  # falls as models are evicted
+    monkeypatch.setattr(service_module, "gpu_used_fraction", lambda: next(usage))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    svc._evict(reserve_gpu=True)
+    assert old.closed and recent.closed and not busy.closed
+    assert list(svc._loaded) == ["busy"]

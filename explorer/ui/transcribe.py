@@ -142,8 +142,8 @@ def build_transcribe(service: ModelService, settings) -> None:
                     language_choices(default), value=language_choices(default)[0], label="Language", allow_custom_value=True
                 )
                 task = gr.Radio(["transcribe", "translate"], value="transcribe", label="Task")
+            beam_size = gr.Slider(1, 10, value=1, step=1, label="Beam size")
             with gr.Row():
-                beam_size = gr.Slider(1, 10, value=1, step=1, label="Beam size")
                 word_timestamps = gr.Checkbox(False, label="Word timestamps")
                 vad_filter = gr.Checkbox(True, label="Skip non-speech (VAD)")
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio")
