@@ -39,6 +39,7 @@ class ModelSpec:
     hub_repo: Optional[str]  # where the weights live on the Hub (None: packaged only)
     packaged: Optional[str] = None  # explorer.zoo entry holding the same weights offline
     languages: tuple[str, ...] = ("en",)
+    translates: bool = False  # offers task="translate" (speech to English text)
     gated: bool = False
     trust_remote_code: bool = False
     size_mb: int = 0  # approximate download size, shown to users before they wait
@@ -67,6 +68,7 @@ def _fw(size: str, mb: int, packaged: Optional[str] = None) -> ModelSpec:
         hub_repo=f"Systran/faster-whisper-{size}",
         packaged=packaged,
         languages=("en",) if english else WHISPER_LANGUAGES,
+        translates=not english,
         size_mb=mb,
     )
 
@@ -79,6 +81,7 @@ def _hf_whisper(size: str, mb: int) -> ModelSpec:
         engine="transformers",
         hub_repo=f"openai/whisper-{size}",
         languages=("en",) if english else WHISPER_LANGUAGES,
+        translates=not english,
         size_mb=mb,
     )
 
@@ -180,9 +183,9 @@ def hub_reachable(settings: Settings) -> bool:
 
 
 def availability(spec: ModelSpec, settings: Settings, online: bool) -> Availability:
-    package = ENGINE_PACKAGES[spec.engine]
-    if importlib.util.find_spec(package) is None:
-        return Availability("unavailable", f"Python package {package} is not installed")
+    missing = [p for p in ENGINE_PACKAGES[spec.engine] if importlib.util.find_spec(p) is None]
+    if missing:
+        return Availability("unavailable", f"Python package {', '.join(missing)} is not installed")
     if spec.trust_remote_code and spec.hub_repo not in settings.remote_code_allowlist:
         return Availability(
             "unavailable", f"needs trust_remote_code and {spec.hub_repo} is not in TRUST_REMOTE_CODE_MODELS"

@@ -254,8 +254,8 @@ class ModelService:
                     f"{spec.name} does not support language {options.language!r}; "
                     f"supported: {', '.join(spec.languages)}"
                 )
-        if options.task == "translate" and not spec.multilingual:
-            warnings.append(f"{spec.name} is English-only: translate ignored, transcribing")
+        if options.task == "translate" and not spec.translates:
+            warnings.append(f"{spec.name} does not translate: translate ignored, transcribing")
             options = replace(options, task="transcribe")
         return options, warnings
 
@@ -298,7 +298,8 @@ class ModelService:
                     tokens.append(item.text)
                 if (engine.emits == "token") == isinstance(item, Token):
                     times.append(elapsed)
-                text = "".join(s.text for s in segments) if segments else "".join(tokens)
+                # Token engines' tokens add up to their segments' text, and arrive first.
+                text = "".join(tokens) if engine.emits == "token" else "".join(s.text for s in segments)
                 yield Update(text.strip(), elapsed, item)
 
             processing = time.perf_counter() - start

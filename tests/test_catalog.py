@@ -66,3 +66,19 @@ def test_settings_from_env_use_the_original_names(tmp_path):
         Settings.from_env({"NUM_WORKERS": "many"})
     with pytest.raises(ValueError, match="GPU_MEMORY_UTILIZATION"):
         Settings.from_env({"GPU_MEMORY_UTILIZATION": "2"})
+
+
+def test_an_engine_missing_a_package_says_which(offline_settings):
+    import importlib.util
+
+    granite = catalog.availability(catalog.get("granite/granite-4.0-1b-speech"), offline_settings, online=True)
+    if importlib.util.find_spec("torchaudio") is None:
+        assert granite.status == "unavailable" and "torchaudio" in granite.reason
+    else:
+        assert granite.status == "downloadable"
+
+
+def test_only_multilingual_whisper_translates():
+    assert catalog.get("faster-whisper/base").translates
+    assert not catalog.get("faster-whisper/tiny.en").translates
+    assert not catalog.get("qwen-asr/Qwen3-ASR-0.6B").translates

@@ -23,13 +23,14 @@ ENGINE_MODULES = {
     "qwen-asr": "explorer.engines.qwen",
 }
 
-# engine name -> the Python package it needs, for availability checks without importing it
+# engine name -> the Python packages it needs, for availability checks without importing them.
+# Granite's feature extractor needs torchaudio, which has no release for the pinned torch 2.13.
 ENGINE_PACKAGES = {
-    "faster-whisper": "faster_whisper",
-    "transformers": "transformers",
-    "granite": "transformers",
-    "cohere": "transformers",
-    "qwen-asr": "qwen_asr",
+    "faster-whisper": ("faster_whisper",),
+    "transformers": ("transformers",),
+    "granite": ("transformers", "torchaudio"),
+    "cohere": ("transformers",),
+    "qwen-asr": ("qwen_asr",),
 }
 
 
