@@ -52,8 +52,10 @@ class ModelSpec:
     def source(self) -> str:
         parts = []
         if self.packaged:
-            pkgs = ", ".join(p.replace("_", "-") for p in zoo.PACKAGED_MODELS[self.packaged].packages)
-            parts.append(f"PyPI: {pkgs}")
+            entry = zoo.MODELS[self.packaged]
+            pkgs = ", ".join(p.replace("_", "-") for p in entry.packages)
+            converted = " (converted offline)" if isinstance(entry, zoo.DerivedModel) else ""
+            parts.append(f"PyPI: {pkgs}{converted}")
         if self.hub_repo:
             parts.append(f"Hub: {self.hub_repo}")
         return "; ".join(parts)
@@ -73,13 +75,14 @@ def _fw(size: str, mb: int, packaged: Optional[str] = None) -> ModelSpec:
     )
 
 
-def _hf_whisper(size: str, mb: int) -> ModelSpec:
+def _hf_whisper(size: str, mb: int, packaged: Optional[str] = None) -> ModelSpec:
     english = size.endswith(".en")
     return ModelSpec(
         key=f"transformers/whisper-{size}",
         name=f"Whisper {size} · transformers",
         engine="transformers",
         hub_repo=f"openai/whisper-{size}",
+        packaged=packaged,
         languages=("en",) if english else WHISPER_LANGUAGES,
         translates=not english,
         size_mb=mb,
@@ -92,8 +95,10 @@ MODELS: tuple[ModelSpec, ...] = (
     _fw("small", 484),
     _fw("medium", 1530),
     _fw("large-v3", 3090),
-    _hf_whisper("tiny.en", 151),
-    _hf_whisper("base", 290),
+    # Offline, the same weights as the packaged CTranslate2 models, rebuilt as float32 checkpoints
+    # (explorer.convert) like openai's on the Hub.
+    _hf_whisper("tiny.en", 151, packaged="whisper-tiny.en-hf"),
+    _hf_whisper("base", 290, packaged="whisper-base-hf"),
     _hf_whisper("small", 967),
     _hf_whisper("large-v3", 3090),
     _hf_whisper("large-v3-turbo", 1620),

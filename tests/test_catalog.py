@@ -23,6 +23,11 @@ def test_offline_packaged_models_are_ready_and_hub_models_say_why_not(offline_se
     avail = catalog.check_all(offline_settings)
     assert avail["faster-whisper/tiny.en"].status == "ready"
     assert avail["faster-whisper/base"].status == "ready"
+    # the same weights rebuilt as transformers checkpoints by the zoo
+    for size, entry in (("tiny.en", "whisper-tiny.en-hf"), ("base", "whisper-base-hf")):
+        key = f"transformers/whisper-{size}"
+        assert avail[key].status == "ready" and avail[key].weights == str(offline_settings.models_dir / entry)
+        assert "converted offline" in catalog.get(key).source
     small = avail["faster-whisper/small"]
     assert small.status == "unavailable" and "offline" in small.reason
     assert avail["qwen-asr/Qwen3-ASR-0.6B"].status == "unavailable"
