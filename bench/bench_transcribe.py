@@ -141,6 +141,31 @@ def bench_runtimes(paths: list[Path], models_dir: Path, repeats: int) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def folder_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def bench_prepare() -> pd.DataFrame:
+    """`python -m explorer.zoo prepare` into an empty cache, then again with everything present."""
+    import subprocess
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in ("from scratch", "again (no work)"):
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "explorer.zoo", "prepare", "--models-dir", tmp],
+                cwd=ROOT, check=True, capture_output=True,
+            )
+            rows.append({"prepare": run, "seconds": round(time.perf_counter() - start, 2), "MB": None})
+        for name in zoo.MODELS:
+            folder = Path(tmp) / name
+            if folder.is_dir():
+                rows.append({"prepare": f"  {name}", "seconds": None, "MB": round(folder_mb(folder), 1)})
+        rows.append({"prepare": "total disk", "seconds": None, "MB": round(folder_mb(Path(tmp)), 1)})
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -153,6 +178,8 @@ def main() -> None:
               f"median of {args.repeats} runs after one warm-up\n")
         print("## The app's overhead over a raw faster-whisper call (tiny.en int8, beam 1)\n")
         print(bench_app_overhead(paths, models_dir, args.repeats).to_markdown(index=False))
+        print("\n## The offline model zoo\n")
+        print(bench_prepare().to_markdown(index=False))
         print("\n## Runtimes on the same weights (whisper tiny.en)\n")
         print(bench_runtimes(paths, models_dir, args.repeats).to_markdown(index=False))
 

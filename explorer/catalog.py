@@ -28,7 +28,7 @@ QWEN_LANGUAGES = tuple(
 GRANITE_LANGUAGES = ("en", "fr", "de", "es", "pt", "ja")
 COHERE_LANGUAGES = ("en", "fr", "de", "it", "es", "pt", "el", "nl", "pl", "ar", "vi", "zh", "ja", "ko")
 
-Engine = Literal["faster-whisper", "transformers", "granite", "cohere", "qwen-asr"]
+Engine = Literal["faster-whisper", "transformers", "onnx", "granite", "cohere", "qwen-asr"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class ModelSpec:
     gated: bool = False
     trust_remote_code: bool = False
     size_mb: int = 0  # approximate download size, shown to users before they wait
+    hub_files: Optional[tuple[str, ...]] = None  # download only these (glob patterns); None: all
 
     @property
     def multilingual(self) -> bool:
@@ -89,6 +90,30 @@ def _hf_whisper(size: str, mb: int, packaged: Optional[str] = None) -> ModelSpec
     )
 
 
+def _onnx_whisper(size: str, mb: int, packaged: str, precision: str = "fp32") -> ModelSpec:
+    """The transformers.js export, run server-side in onnxruntime; a "-q8" key picks the
+    quantized graphs (see engines/onnx_whisper.py)."""
+    english = size.endswith(".en")
+    suffix = "" if precision == "fp32" else "_quantized"  # transformers.js names q8 graphs so
+    return ModelSpec(
+        key=f"onnx/whisper-{size}" + ("" if precision == "fp32" else f"-{precision}"),
+        name=f"Whisper {size} · ONNX {precision} (onnxruntime)",
+        engine="onnx",
+        hub_repo=f"onnx-community/whisper-{size}",
+        packaged=packaged,
+        languages=("en",) if english else WHISPER_LANGUAGES,
+        translates=not english,
+        size_mb=mb,
+        # onnx-community repos hold some twenty precision variants: fetch only this one's graphs
+        hub_files=(
+            "*.json",
+            "*.txt",
+            f"onnx/encoder_model{suffix}.onnx*",
+            f"onnx/decoder_model_merged{suffix}.onnx*",
+        ),
+    )
+
+
 MODELS: tuple[ModelSpec, ...] = (
     _fw("tiny.en", 75, packaged="whisper-tiny.en-ct2"),
     _fw("base", 145, packaged="whisper-base-ct2"),
@@ -99,6 +124,10 @@ MODELS: tuple[ModelSpec, ...] = (
     # (explorer.convert) like openai's on the Hub.
     _hf_whisper("tiny.en", 151, packaged="whisper-tiny.en-hf"),
     _hf_whisper("base", 290, packaged="whisper-base-hf"),
+    _onnx_whisper("tiny.en", 151, "whisper-tiny.en-onnx"),
+    _onnx_whisper("tiny.en", 40, "whisper-tiny.en-onnx", "q8"),
+    _onnx_whisper("base", 290, "whisper-base-onnx"),
+    _onnx_whisper("base", 76, "whisper-base-onnx", "q8"),
     _hf_whisper("small", 967),
     _hf_whisper("large-v3", 3090),
     _hf_whisper("large-v3-turbo", 1620),

@@ -155,7 +155,9 @@ class ModelService:
 
         kwargs = {"tqdm_class": _reporting_tqdm(progress)} if progress else {}
         try:
-            return snapshot_download(spec.hub_repo, token=self.settings.hf_token, **kwargs)
+            return snapshot_download(
+                spec.hub_repo, token=self.settings.hf_token, allow_patterns=spec.hub_files, **kwargs
+            )
         except Exception as exc:
             raise ModelError(f"could not download {spec.hub_repo}: {type(exc).__name__}: {exc}") from exc
 

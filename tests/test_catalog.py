@@ -12,7 +12,7 @@ def test_every_model_is_declared_once_with_its_facts():
     keys = [m.key for m in catalog.MODELS]
     assert len(keys) == len(set(keys))
     engines = {m.engine for m in catalog.MODELS}
-    assert engines == {"faster-whisper", "transformers", "granite", "cohere", "qwen-asr"}
+    assert engines == {"faster-whisper", "transformers", "onnx", "granite", "cohere", "qwen-asr"}
     cohere = catalog.get("cohere/cohere-transcribe-03-2026")
     assert cohere.gated and cohere.trust_remote_code
     assert catalog.get("faster-whisper/tiny.en").languages == ("en",)
@@ -23,6 +23,8 @@ def test_offline_packaged_models_are_ready_and_hub_models_say_why_not(offline_se
     avail = catalog.check_all(offline_settings)
     assert avail["faster-whisper/tiny.en"].status == "ready"
     assert avail["faster-whisper/base"].status == "ready"
+    for key in ("onnx/whisper-tiny.en", "onnx/whisper-tiny.en-q8", "onnx/whisper-base", "onnx/whisper-base-q8"):
+        assert avail[key].status == "ready", (key, avail[key].reason)
     # the same weights rebuilt as transformers checkpoints by the zoo
     for size, entry in (("tiny.en", "whisper-tiny.en-hf"), ("base", "whisper-base-hf")):
         key = f"transformers/whisper-{size}"
@@ -87,3 +89,10 @@ def test_only_multilingual_whisper_translates():
     assert catalog.get("faster-whisper/base").translates
     assert not catalog.get("faster-whisper/tiny.en").translates
     assert not catalog.get("qwen-asr/Qwen3-ASR-0.6B").translates
+
+
+def test_onnx_entries_download_only_their_own_graphs():
+    q8 = catalog.get("onnx/whisper-base-q8")
+    assert q8.hub_repo == "onnx-community/whisper-base"
+    assert "onnx/decoder_model_merged_quantized.onnx*" in q8.hub_files
+    assert not any(p.startswith("onnx/") and "quantized" not in p for p in q8.hub_files)

@@ -21,6 +21,7 @@ ENGINE_MODULES = {
     "granite": "explorer.engines.granite",
     "cohere": "explorer.engines.cohere",
     "qwen-asr": "explorer.engines.qwen",
+    "onnx": "explorer.engines.onnx_whisper",
 }
 
 # engine name -> the Python packages it needs, for availability checks without importing them.
@@ -31,6 +32,7 @@ ENGINE_PACKAGES = {
     "granite": ("transformers", "torchaudio"),
     "cohere": ("transformers",),
     "qwen-asr": ("qwen_asr",),
+    "onnx": ("transformers", "optimum", "onnxruntime"),
 }
 
 
