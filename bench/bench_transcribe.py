@@ -30,6 +30,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from explorer import zoo  # noqa: E402
 from explorer.audio import load_audio  # noqa: E402
 from explorer.config import Settings  # noqa: E402
+from explorer.scoring import corpus_wer  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.types import TranscribeOptions  # noqa: E402
 from tests.conftest import librivox_clips  # noqa: E402
@@ -39,9 +40,10 @@ TINY = "faster-whisper/tiny.en"
 SETTLE_SECONDS = 0.5
 
 
-def make_long_clips(folder: Path) -> list[Path]:
-    """Three clips of 10 s or more, each two or three LibriVox clips back to back."""
-    clips = [sf.read(c.path, dtype="float32")[0] for c in librivox_clips()]
+def make_long_clips(folder: Path) -> tuple[list[Path], list[str]]:
+    """Three clips of 10 s or more, each two or three LibriVox clips back to back, and their references."""
+    librivox = librivox_clips()
+    clips = [sf.read(c.path, dtype="float32")[0] for c in librivox]
     pause = np.zeros(8000, dtype=np.float32)
     groups = [(0, 1), (2, 3), (1, 2, 4)]
     paths = []
@@ -50,7 +52,8 @@ def make_long_clips(folder: Path) -> list[Path]:
         path = folder / f"clip{i}.wav"
         sf.write(path, samples, 16000)
         paths.append(path)
-    return paths
+    references = [" ".join(librivox[j].reference for j in group) for group in groups]
+    return paths, references
 
 
 def timed(fn, repeats: int) -> float:
@@ -116,12 +119,14 @@ def bench_app_overhead(paths: list[Path], models_dir: Path, repeats: int) -> pd.
     return pd.DataFrame(rows)
 
 
-def bench_runtimes(paths: list[Path], models_dir: Path, repeats: int) -> pd.DataFrame:
+def bench_runtimes(paths: list[Path], references: list[str], models_dir: Path, repeats: int) -> pd.DataFrame:
     settings = Settings(models_dir=models_dir, offline=True, max_loaded_models=4)
     variants = [
         ("faster-whisper/tiny.en", "int8", None),
         ("faster-whisper/tiny.en", "float32", "float32"),
         ("transformers/whisper-tiny.en", "fp32", None),
+        ("onnx/whisper-tiny.en", "fp32", None),
+        ("onnx/whisper-tiny.en-q8", "q8", None),
     ]
     audios = [load_audio(p) for p in paths]
     total_audio = sum(a.duration for a in audios)
@@ -130,14 +135,19 @@ def bench_runtimes(paths: list[Path], models_dir: Path, repeats: int) -> pd.Data
         service = ModelService(replace(settings, compute_type=compute_type), online=False)
         avail = service.availability[key]
         if avail.status != "ready":
-            rows.append({"model": key, "precision": label, "RTFx": None, "note": avail.reason})
+            rows.append({"model": key, "precision": label, "RTFx": None, "WER %": None, "note": avail.reason})
             continue
 
         def run_all():
-            return [service.transcribe(key, a, TranscribeOptions(language="en")) for a in audios]
+            # no VAD: every runtime decodes the same samples, pauses included
+            return [service.transcribe(key, a, TranscribeOptions(language="en", vad_filter=False)) for a in audios]
 
         seconds = timed(run_all, repeats)
-        rows.append({"model": key, "precision": label, "RTFx": round(total_audio / seconds, 1), "note": f"{total_audio:.0f} s of audio"})
+        wer = corpus_wer(references, [t.text for t in run_all()]).wer
+        rows.append(
+            {"model": key, "precision": label, "RTFx": round(total_audio / seconds, 1),
+             "WER %": round(100 * wer, 1), "note": f"{total_audio:.0f} s of audio, greedy"}
+        )
     return pd.DataFrame(rows)
 
 
@@ -173,7 +183,7 @@ def main() -> None:
     models_dir = Settings.from_env().models_dir
     zoo.prepare(models_dir=models_dir, log=lambda _: None)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_long_clips(Path(tmp))
+        paths, references = make_long_clips(Path(tmp))
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
               f"median of {args.repeats} runs after one warm-up\n")
         print("## The app's overhead over a raw faster-whisper call (tiny.en int8, beam 1)\n")
@@ -181,7 +191,7 @@ def main() -> None:
         print("\n## The offline model zoo\n")
         print(bench_prepare().to_markdown(index=False))
         print("\n## Runtimes on the same weights (whisper tiny.en)\n")
-        print(bench_runtimes(paths, models_dir, args.repeats).to_markdown(index=False))
+        print(bench_runtimes(paths, references, models_dir, args.repeats).to_markdown(index=False))
 
 
 if __name__ == "__main__":
