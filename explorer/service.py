@@ -151,6 +151,8 @@ class ModelService:
 
     # -- model cache -------------------------------------------------------------------------
     def _download(self, spec: catalog.ModelSpec, progress: Optional[ProgressFn]) -> str:
+        """Fetch a "downloadable" model. Only reached when the Hub answered at start: offline
+        (or with HF_HUB_OFFLINE=1) such models are "unavailable" and fail before any request."""
         from huggingface_hub import snapshot_download
 
         kwargs = {"tqdm_class": _reporting_tqdm(progress)} if progress else {}

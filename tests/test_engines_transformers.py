@@ -361,7 +361,11 @@ def granite_engine(granite_folder, monkeypatch):
     monkeypatch.setattr(fe_module, "requires_backends", lambda *args, **kwargs: None)
     monkeypatch.setattr(granite, "MIN_NEW_TOKENS", 24)  # the random model never says <|end_of_text|>
     engine = granite.load(catalog.get("granite/granite-4.0-1b-speech"), str(granite_folder), Runtime())
+    # The tiny random model decodes its 24 tokens faster than the consumer thread wakes up, which
+    # made "first token before generation ended" a race; 10 ms per step gives it a real model's pace.
+    hook = engine.model.register_forward_pre_hook(lambda module, args: time.sleep(0.01))
     yield engine
+    hook.remove()
     engine.close()
 
 
