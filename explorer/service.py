@@ -213,26 +213,33 @@ class ModelService:
         self.failed.pop(spec.key, None)
         return LoadedModel(spec.key, engine, device, time.perf_counter() - start)
 
+    def _claim(self, key: str) -> Optional[LoadedModel]:
+        """Mark a cached model in use (call holding _lock): found and claimed in one step, so an
+        eviction in another thread cannot close it between the two."""
+        model = self._loaded.get(key)
+        if model is not None:
+            self._loaded.move_to_end(key)
+            model.in_use += 1
+        return model
+
     @contextmanager
     def checkout(self, key: str, progress: Optional[ProgressFn] = None) -> Iterator[tuple[LoadedModel, float]]:
         """Borrow a loaded model (loading it if needed); yields it and this request's load time."""
         spec = catalog.get(key)
         load_seconds = 0.0
         with self._lock:
-            model = self._loaded.get(key)
+            model = self._claim(key)
             lock = self._load_locks.setdefault(key, threading.Lock())
         if model is None:
             with lock:  # one load per model at a time; others wait for it
                 with self._lock:
-                    model = self._loaded.get(key)
+                    model = self._claim(key)
                 if model is None:
                     model = self._load(spec, progress)
                     load_seconds = model.load_seconds
                     with self._lock:
                         self._loaded[key] = model
-        with self._lock:
-            self._loaded.move_to_end(key)
-            model.in_use += 1
+                        model.in_use += 1
         try:
             yield model, load_seconds
         finally:
@@ -284,8 +291,8 @@ class ModelService:
             if audio.duration < MIN_AUDIO_SECONDS:
                 warnings.append(f"audio is {audio.duration:.3f} s long: nothing to transcribe")
                 items: Iterator = iter(())
-            elif options.vad_filter and spec.engine != "faster-whisper" and not vad.speech_regions(audio.samples):
-                # faster-whisper runs this VAD itself; other engines would hallucinate on silence.
+            elif options.vad_filter and not engine.filters_non_speech and not vad.speech_regions(audio.samples):
+                # Engines without a VAD of their own would hallucinate on silence.
                 warnings.append("no speech detected (Silero VAD): empty transcript")
                 items = iter(())
             else:

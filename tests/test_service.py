@@ -171,3 +171,9 @@ def test_gpu_memory_cap_evicts_idle_models_first(offline_settings, monkeypatch):
     svc._evict(reserve_gpu=True)
     assert old.closed and recent.closed and not busy.closed
     assert list(svc._loaded) == ["busy"]
+
+
+def test_engines_without_their_own_vad_are_gated_on_silence(service):
+    """transformers Whisper (the rebuilt tiny.en) has no VAD: the service's Silero gate answers."""
+    result = service.transcribe("transformers/whisper-tiny.en", audio(np.zeros(16000 * 3)))
+    assert result.text == "" and any("no speech detected" in w for w in result.warnings)

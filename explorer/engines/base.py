@@ -31,6 +31,9 @@ class Runtime:
 class Engine(Protocol):
     # What one timed emission is: a decoded token, or a whole segment.
     emits: Literal["token", "segment"]
+    # True when the engine skips non-speech itself under options.vad_filter (faster-whisper's
+    # Silero VAD); otherwise the service gates silent audio before calling it.
+    filters_non_speech: bool
 
     def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions

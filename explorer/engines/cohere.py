@@ -55,6 +55,7 @@ def load(spec: "ModelSpec", weights: str, runtime: Runtime) -> "CohereEngine":
 
 class CohereEngine:
     emits = "segment"
+    filters_non_speech = False
 
     def __init__(self, spec: "ModelSpec", model, processor, device: str) -> None:
         self.spec = spec

@@ -13,6 +13,7 @@ from explorer.types import Emission, Segment, TranscribeOptions, Word
 class FasterWhisperEngine:
     # faster-whisper's public API yields whole segments, so timing is per segment.
     emits = "segment"
+    filters_non_speech = True  # its own Silero VAD, under vad_filter
 
     def __init__(self, model, english_only: bool):
         self.model = model

@@ -84,6 +84,7 @@ def split_points(audio: np.ndarray) -> list[tuple[int, int]]:
 
 class GraniteEngine:
     emits = "token"
+    filters_non_speech = False
 
     def __init__(self, spec: "ModelSpec", model, processor, device: str) -> None:
         self.spec = spec

@@ -142,6 +142,7 @@ class _HeaderAndText:
 
 class QwenEngine:
     emits = "token"
+    filters_non_speech = False
 
     def __init__(self, spec: "ModelSpec", asr, device: str) -> None:
         self.spec = spec

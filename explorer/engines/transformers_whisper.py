@@ -77,6 +77,7 @@ def _complete_generation_config(model, tokenizer, multilingual: bool) -> None:
 
 class WhisperEngine:
     emits = "token"
+    filters_non_speech = False
 
     def __init__(self, spec: "ModelSpec", model, processor, device: str) -> None:
         self.spec = spec
