@@ -1,42 +1,61 @@
 """Dataset evaluation: several models on a set of utterances with references.
 
-A dataset is a folder of audio files with same-named ``.txt`` references, or a CSV/TSV/JSONL
-manifest with an audio path and a reference per row (paths relative to the manifest). One code
-path serves the CLI (``python -m explorer eval``) and, later, the UI.
+A dataset is a folder of audio files with same-named ``.txt`` references; a CSV/TSV/JSONL
+manifest with an audio path and a reference per row (paths relative to the manifest); a Hugging
+Face ``datasets`` dataset saved with ``save_to_disk``; or a Hub dataset (``hf:NAME``, online
+only). The robustness probe adds generated non-speech clips (``explorer.probe``) whose reference
+is empty. One code path serves the CLI (``python -m explorer eval``) and the Evaluate tab.
+
+Everything a dataset says is checked before any model runs, so a bad row stops the evaluation
+with a message naming it rather than skewing the numbers. Audio is decoded one utterance at a
+time; an utterance that fails to decode is recorded as failed with its reason.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import time
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Literal, Optional, Sequence, Union
 
+import numpy as np
 import pandas as pd
 
-from explorer.audio import load_audio
-from explorer.scoring import score
-from explorer.service import ModelService
+from explorer import probe
+from explorer.audio import Audio, AudioError, load_audio
+from explorer.scoring import normalize, score
+from explorer.service import ModelError, ModelService
 from explorer.types import TranscribeOptions
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".webm", ".m4a"}
-AUDIO_COLUMNS = ("audio", "path", "file", "audio_path")
-REFERENCE_COLUMNS = ("reference", "text", "transcript", "sentence")
+MANIFEST_SUFFIXES = {".csv", ".tsv", ".jsonl"}
+AUDIO_COLUMNS = ("audio", "path", "file", "audio_path", "audio_filepath")
+REFERENCE_COLUMNS = ("reference", "text", "transcript", "transcription", "sentence", "normalized_text")
+HUB_PREFIX = "hf:"
+
+Kind = Literal["speech", "non-speech"]
+AudioRef = Union[Path, bytes, np.ndarray]  # a file, a file's bytes, or 16 kHz samples
 
 
 class DatasetError(ValueError):
     """The dataset cannot be read; the message says which file or row and why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Utterance:
     id: str
-    audio: Path
+    audio: AudioRef
     reference: str
+    kind: Kind = "speech"
+
+    def load(self, max_seconds: Optional[float] = None) -> Audio:
+        return load_audio(str(self.audio) if isinstance(self.audio, Path) else self.audio, max_seconds=max_seconds)
 
 
+# -- reading datasets ---------------------------------------------------------------------------
 def _pick(row: dict, names: Sequence[str], what: str, where: str) -> str:
     for name in names:
         if name in row and row[name] is not None:
@@ -44,59 +63,223 @@ def _pick(row: dict, names: Sequence[str], what: str, where: str) -> str:
     raise DatasetError(f"{where}: no {what} column (expected one of {', '.join(names)})")
 
 
-def _from_rows(rows: list[dict], base: Path, where: str) -> list[Utterance]:
+def _resolve(audio: Path, base: Path) -> Path:
+    """A manifest's audio path: absolute, or relative to the manifest; files uploaded through the
+    UI lose their folders, so a bare file name beside the manifest is accepted too."""
+    if audio.is_absolute():
+        return audio
+    if (base / audio).is_file():
+        return base / audio
+    return base / audio.name
+
+
+def _from_rows(rows: list[dict], base: Path, where: Callable[[int], str]) -> list[Utterance]:
     utterances = []
-    for i, row in enumerate(rows, 1):
-        audio = Path(_pick(row, AUDIO_COLUMNS, "audio", f"{where} row {i}"))
-        audio = audio if audio.is_absolute() else base / audio
+    for i, row in enumerate(rows):
+        audio = _resolve(Path(_pick(row, AUDIO_COLUMNS, "audio", where(i))), base)
         if not audio.is_file():
-            raise DatasetError(f"{where} row {i}: audio file {audio} does not exist")
-        reference = _pick(row, REFERENCE_COLUMNS, "reference", f"{where} row {i}").strip()
+            raise DatasetError(f"{where(i)}: audio file {audio.name} does not exist")
+        reference = _pick(row, REFERENCE_COLUMNS, "reference", where(i)).strip()
         utterances.append(Utterance(str(row.get("id") or audio.stem), audio, reference))
     return utterances
 
 
-def load_dataset(source: Path | str) -> list[Utterance]:
-    source = Path(source)
-    if source.is_dir():
-        audio = sorted(p for p in source.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-        missing = [p.name for p in audio if not p.with_suffix(".txt").is_file()]
-        if missing:
-            raise DatasetError(f"{source}: no .txt reference beside {', '.join(missing[:5])}")
-        found = [Utterance(p.stem, p, p.with_suffix(".txt").read_text(encoding="utf-8").strip()) for p in audio]
-    elif source.suffix.lower() in (".csv", ".tsv"):
-        with source.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if source.suffix.lower() == ".tsv" else ","))
-        found = _from_rows(rows, source.parent, source.name)
-    elif source.suffix.lower() == ".jsonl":
-        rows = []
-        for i, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+def _read_text(path: Path) -> str:
+    """UTF-8 text (a BOM is fine); anything else names the line that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path.name} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+
+
+def _from_manifest(path: Path) -> list[Utterance]:
+    text = _read_text(path)
+    if path.suffix.lower() == ".jsonl":
+        rows, lines = [], []
+        for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise DatasetError(f"{source.name} line {i}: not JSON ({exc})") from None
-        found = _from_rows(rows, source.parent, source.name)
+                    raise DatasetError(f"{path.name} line {n}: not JSON ({exc})") from None
+                if not isinstance(rows[-1], dict):
+                    raise DatasetError(f"{path.name} line {n}: expected a JSON object")
+                lines.append(n)
+        return _from_rows(rows, path.parent, lambda i: f"{path.name} line {lines[i]}")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    rows = list(reader)
+    # Row numbers count data rows (the header is row 0), as a spreadsheet user would look for them.
+    return _from_rows(rows, path.parent, lambda i: f"{path.name} row {i + 1}")
+
+
+def _from_folder(folder: Path) -> list[Utterance]:
+    audio = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    missing = [p.name for p in audio if not p.with_suffix(".txt").is_file()]
+    if missing:
+        raise DatasetError(f"{folder.name}: no .txt reference beside {', '.join(missing[:5])}")
+    return [Utterance(p.stem, p, _read_text(p.with_suffix(".txt")).strip()) for p in audio]
+
+
+def _is_saved_dataset(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("dataset_info.json", "dataset_dict.json", "state.json"))
+
+
+def _from_hf(dataset, where: str, limit: Optional[int]) -> list[Utterance]:
+    """Rows of a `datasets` Dataset/IterableDataset; audio stays encoded (decode=False) so our
+    own decoder reads it, the same as every other input (datasets' decoder needs torchcodec)."""
+    from datasets import Audio as AudioFeature
+
+    features = dataset.features or {}
+    audio_col = next((c for c, f in features.items() if isinstance(f, AudioFeature)), None)
+    audio_col = audio_col or next((c for c in AUDIO_COLUMNS if c in features), None)
+    ref_col = next((c for c in REFERENCE_COLUMNS if c in features), None)
+    if audio_col is None or ref_col is None:
+        what = "audio" if audio_col is None else "reference"
+        names = AUDIO_COLUMNS if audio_col is None else REFERENCE_COLUMNS
+        raise DatasetError(f"{where}: no {what} column (expected one of {', '.join(names)}; has {', '.join(features)})")
+    if isinstance(features[audio_col], AudioFeature):
+        dataset = dataset.cast_column(audio_col, AudioFeature(decode=False))
+    utterances = []
+    for i, row in enumerate(dataset):
+        if limit is not None and i >= limit:
+            break
+        cell = row[audio_col]
+        audio: AudioRef
+        if isinstance(cell, dict) and cell.get("bytes"):
+            audio = cell["bytes"]
+        elif isinstance(cell, dict) and cell.get("path") and Path(cell["path"]).is_file():
+            audio = Path(cell["path"])
+        elif isinstance(cell, str) and Path(cell).is_file():
+            audio = Path(cell)
+        else:
+            raise DatasetError(f"{where} row {i}: no readable audio in column {audio_col!r}")
+        ident = row.get("id") or (Path(cell["path"]).stem if isinstance(cell, dict) and cell.get("path") else f"{i:06d}")
+        utterances.append(Utterance(str(ident), audio, str(row[ref_col] or "").strip()))
+    return utterances
+
+
+def _from_saved(folder: Path, split: Optional[str], limit: Optional[int]) -> list[Utterance]:
+    import datasets
+
+    loaded = datasets.load_from_disk(str(folder))
+    if isinstance(loaded, datasets.DatasetDict):
+        split = split or ("test" if "test" in loaded else next(iter(loaded)))
+        if split not in loaded:
+            raise DatasetError(f"{folder.name}: no split {split!r} (has {', '.join(loaded)})")
+        loaded = loaded[split]
+    return _from_hf(loaded, folder.name, limit)
+
+
+def _from_hub(name: str, config: Optional[str], split: Optional[str], limit: Optional[int]) -> list[Utterance]:
+    """Streamed, so a `limit` reads only what it needs of a large test set."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, config, split=split or "test", streaming=True)
+        return _from_hf(dataset, name, limit)
+    except DatasetError:
+        raise
+    except Exception as exc:  # offline, unknown repo, gated, bad config: all said the same way
+        raise DatasetError(f"could not load {name} from the Hugging Face Hub: {type(exc).__name__}: {exc}") from None
+
+
+def load_dataset(
+    source: Union[Path, str],
+    *,
+    config: Optional[str] = None,
+    split: Optional[str] = None,
+    limit: Optional[int] = None,
+) -> list[Utterance]:
+    """Every utterance of a dataset, checked; `limit` keeps the first N."""
+    if isinstance(source, str) and source.startswith(HUB_PREFIX):
+        found = _from_hub(source[len(HUB_PREFIX) :], config, split, limit)
     else:
-        raise DatasetError(f"{source}: expected a folder, or a .csv, .tsv or .jsonl manifest")
+        source = Path(source)
+        if source.is_dir():
+            found = _from_saved(source, split, limit) if _is_saved_dataset(source) else _from_folder(source)
+        elif source.suffix.lower() in MANIFEST_SUFFIXES:
+            if not source.is_file():
+                raise DatasetError(f"{source.name}: no such manifest")
+            found = _from_manifest(source)
+        else:
+            raise DatasetError(
+                f"{source.name}: expected a folder, a .csv, .tsv or .jsonl manifest, a saved `datasets` "
+                f"folder, or {HUB_PREFIX}NAME for a Hub dataset"
+            )
     if not found:
         raise DatasetError(f"{source}: no utterances found")
-    return found
+    return found[:limit] if limit is not None else found
 
 
+def probe_utterances(seconds: float = probe.CLIP_SECONDS) -> list[Utterance]:
+    """The robustness probe's non-speech clips, as utterances with an empty reference."""
+    return [Utterance(f"probe/{name}", samples, "", "non-speech") for name, samples in probe.non_speech_clips(seconds).items()]
+
+
+# -- running ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UtteranceResult:
     model: str
     id: str
+    kind: Kind
     reference: str
     hypothesis: str
-    wer: float
+    wer: Optional[float]  # None for non-speech (no reference words) and for failures
     substitutions: int
     deletions: int
     insertions: int
     reference_words: int
+    hypothesis_words: int  # after normalisation: for non-speech, the hallucinated words
     audio_seconds: float
     processing_seconds: float
+    error: str = ""  # why this utterance failed; empty when it did not
+
+
+def _result(key: str, utt: Utterance, text: str, audio_seconds: float, seconds: float, language) -> UtteranceResult:
+    s = score(utt.reference, text, language)
+    return UtteranceResult(
+        key, utt.id, utt.kind, utt.reference, text,
+        s.wer if utt.kind == "speech" else None,
+        s.substitutions, s.deletions, s.insertions, s.reference_words,
+        len(normalize(text, language).split()), audio_seconds, seconds,
+    )  # fmt: skip
+
+
+def _failure(key: str, utt: Utterance, error: str) -> UtteranceResult:
+    return UtteranceResult(key, utt.id, utt.kind, utt.reference, "", None, 0, 0, 0, 0, 0, 0.0, 0.0, error)
+
+
+def iter_evaluate(
+    service: ModelService,
+    models: Sequence[str],
+    utterances: Sequence[Utterance],
+    options: TranscribeOptions = TranscribeOptions(),
+    language: Optional[str] = "en",
+    max_seconds: Optional[float] = None,
+) -> Iterator[UtteranceResult]:
+    """One result per (model, utterance), model by model, as each finishes. Each model is first
+    warmed up on the first speech utterance, so load time and first-call costs stay out of its
+    RTFx. A model that cannot load fails its utterances with the reason and the rest go on."""
+    warm_up = next((u for u in utterances if u.kind == "speech"), utterances[0] if utterances else None)
+    for key in models:
+        try:
+            if warm_up is not None:
+                service.transcribe(key, warm_up.load(max_seconds), options)
+        except ModelError as exc:
+            yield from (_failure(key, u, str(exc)) for u in utterances)
+            continue
+        except AudioError:
+            pass  # that utterance will fail below with its reason; the model still runs
+        for utt in utterances:
+            try:
+                audio = utt.load(max_seconds)
+                t = service.transcribe(key, audio, options)
+            except (AudioError, ModelError, ValueError) as exc:
+                yield _failure(key, utt, str(exc))
+                continue
+            yield _result(key, utt, t.text, audio.duration, t.metrics.processing_seconds, language)
 
 
 def evaluate(
@@ -107,45 +290,132 @@ def evaluate(
     language: Optional[str] = "en",
     on_result: Optional[Callable[[UtteranceResult], None]] = None,
 ) -> pd.DataFrame:
-    """Per-utterance results of every model; each model is warmed up on the first utterance first,
-    so load time and first-call costs stay out of its RTFx."""
-    audios = [load_audio(u.audio) for u in utterances]
+    """The per-utterance rows of every model (see iter_evaluate)."""
     results = []
-    for key in models:
-        service.transcribe(key, audios[0], options)  # warm-up, excluded
-        for utt, audio in zip(utterances, audios):
-            t = service.transcribe(key, audio, options)
-            s = score(utt.reference, t.text, language)
-            result = UtteranceResult(
-                key, utt.id, utt.reference, t.text, s.wer, s.substitutions, s.deletions, s.insertions,
-                s.reference_words, audio.duration, t.metrics.processing_seconds,
-            )
-            results.append(result)
-            if on_result:
-                on_result(result)
-    return pd.DataFrame([asdict(r) for r in results])
+    for result in iter_evaluate(service, models, utterances, options, language):
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return rows_frame(results)
 
 
+def rows_frame(results: Sequence[UtteranceResult]) -> pd.DataFrame:
+    columns = list(UtteranceResult.__dataclass_fields__)
+    return pd.DataFrame([asdict(r) for r in results], columns=columns)
+
+
+# -- summarising ----------------------------------------------------------------------------------
 def summarize(rows: pd.DataFrame, language: Optional[str] = "en") -> pd.DataFrame:
-    """Per model: corpus WER/CER (total errors / total reference words), counts, RTFx."""
+    """Per model: corpus WER/CER over speech (total errors / total reference words), counts, RTFx
+    (total audio / total processing, as the Open ASR Leaderboard defines it), failures, and the
+    robustness probe's hallucinated words per minute of non-speech audio."""
     summary = []
     for key, group in rows.groupby("model", sort=False):
-        s = score(list(group["reference"]), list(group["hypothesis"]), language)
-        audio, processing = group["audio_seconds"].sum(), group["processing_seconds"].sum()
+        ok = group[group["error"].fillna("") == ""]
+        speech, non_speech = ok[ok["kind"] == "speech"], ok[ok["kind"] == "non-speech"]
+        s = score(list(speech["reference"]), list(speech["hypothesis"]), language) if len(speech) else None
+        audio, processing = speech["audio_seconds"].sum(), speech["processing_seconds"].sum()
+        quiet = non_speech["audio_seconds"].sum()
         summary.append(
             {
                 "model": key,
-                "wer": s.wer,
-                "cer": s.cer,
-                "substitutions": s.substitutions,
-                "deletions": s.deletions,
-                "insertions": s.insertions,
-                "reference_words": s.reference_words,
-                "utterances": len(group),
+                "wer": s.wer if s else None,
+                "cer": s.cer if s else None,
+                "substitutions": s.substitutions if s else 0,
+                "deletions": s.deletions if s else 0,
+                "insertions": s.insertions if s else 0,
+                "reference_words": s.reference_words if s else 0,
+                "utterances": len(speech),
+                "failed": len(group) - len(ok),
                 "audio_seconds": audio,
                 "processing_seconds": processing,
                 "rtfx": audio / processing if processing > 0 else None,
-                "normalizer": s.normalizer,
+                "non_speech_seconds": quiet,
+                "hallucinated_words": int(non_speech["hypothesis_words"].sum()),
+                "hallucinations_per_minute": probe.words_per_minute(int(non_speech["hypothesis_words"].sum()), quiet)
+                if len(non_speech)
+                else None,
+                "normalizer": s.normalizer if s else None,
             }
         )
-    return pd.DataFrame(summary).sort_values("wer", kind="stable").reset_index(drop=True)
+    frame = pd.DataFrame(summary)
+    return frame.sort_values("wer", kind="stable", na_position="last").reset_index(drop=True) if len(frame) else frame
+
+
+# -- saving and reloading --------------------------------------------------------------------------
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows: NaN becomes None (JSON has no NaN)."""
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in frame.astype(object).to_dict("records")
+    ]
+
+
+def results_payload(rows: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> dict:
+    return {"meta": meta, "summary": _records(summary), "utterances": _records(rows)}
+
+
+def save_results(folder: Path, rows: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[Path]:
+    """results.csv (per utterance), summary.csv (per model) and results.json (both, plus meta)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "results.csv", folder / "summary.csv", folder / "results.json"]
+    rows.to_csv(paths[0], index=False)
+    summary.to_csv(paths[1], index=False)
+    paths[2].write_text(json.dumps(results_payload(rows, summary, meta), indent=1, default=str))
+    return paths
+
+
+def load_results(path: Union[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Reload saved results (results.json, or a results.csv of per-utterance rows); the summary
+    is recomputed from the rows, so it is always consistent with them."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".json":
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            rows, meta = pd.DataFrame(payload["utterances"]), dict(payload.get("meta") or {})
+        elif path.suffix.lower() == ".csv":
+            rows, meta = pd.read_csv(path, keep_default_na=False, na_values={"wer": [""]}), {}
+        else:
+            raise DatasetError(f"{path.name}: expected a results.json or results.csv saved by an evaluation")
+    except (ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{path.name}: not saved evaluation results ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in UtteranceResult.__dataclass_fields__ if c not in rows.columns]
+    if missing:
+        raise DatasetError(f"{path.name}: not saved evaluation results (missing columns {', '.join(missing)})")
+    rows["error"] = rows["error"].fillna("").astype(str)
+    for column in ("reference", "hypothesis"):
+        rows[column] = rows[column].fillna("").astype(str)
+    return rows, summarize(rows, meta.get("language", "en")), meta
+
+
+def dataset_from_files(paths: Sequence[Union[str, Path]], workdir: Path) -> Path:
+    """Gather uploaded files into one folder and say which dataset they make: the manifest among
+    them, a manifest or saved `datasets` folder inside a .zip, or else a folder of audio + .txt.
+    Uploads arrive each in its own temporary folder, so only their file names are kept."""
+    import shutil
+    import zipfile
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    for path in map(Path, paths):
+        if path.suffix.lower() == ".zip":
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    archive.extractall(workdir)  # zipfile drops absolute and ".." parts of member names
+            except zipfile.BadZipFile:
+                raise DatasetError(f"{path.name}: not a zip archive") from None
+        else:
+            shutil.copyfile(path, workdir / path.name)
+    manifests = sorted(p for p in workdir.rglob("*") if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file())
+    if len(manifests) > 1:
+        raise DatasetError(f"several manifests ({', '.join(p.name for p in manifests)}): give one")
+    if manifests:
+        return manifests[0]
+    saved = sorted(p.parent for p in workdir.rglob("*.json") if _is_saved_dataset(p.parent))
+    if saved:
+        return saved[0]
+    folders = sorted({p.parent for p in workdir.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES})
+    if len(folders) != 1:
+        raise DatasetError("no audio files found" if not folders else "audio files are in several folders: give one")
+    return folders[0]

@@ -8,8 +8,17 @@ import sys
 
 import pandas as pd
 import pytest
+from gradio_client import handle_file
+from pathlib import Path
 
-from explorer.evaluate import DatasetError, load_dataset
+import numpy as np
+
+from explorer import probe
+from explorer.evaluate import (
+    DatasetError, Utterance, dataset_from_files, evaluate, load_dataset, load_results, probe_utterances, save_results, summarize,
+)  # fmt: skip
+from explorer.scoring import score
+from explorer.types import TranscribeOptions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,10 +42,12 @@ def test_folder_csv_tsv_and_jsonl_give_the_same_utterances(clips, tmp_path):
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("m.csv", "audio,reference\nnope.wav,hello\n", r"row 1: audio file .*nope.wav does not exist"),
+        ("m.csv", "audio,reference\nnope.wav,hello\n", r"m.csv row 1: audio file nope.wav does not exist"),
+        ("m.jsonl", '\n\n{"audio": "nope.wav", "text": "hi"}\n', r"m.jsonl line 3: audio file nope.wav does not exist"),
+        ("m.jsonl", '["a", "b"]\n', r"line 1: expected a JSON object"),
         ("m.csv", "file_name,words\nx.wav,hi\n", r"row 1: no audio column"),
         ("m.jsonl", '{"audio": "x.wav"\n', r"line 1: not JSON"),
-        ("m.txt", "hello", r"expected a folder, or a .csv, .tsv or .jsonl manifest"),
+        ("m.txt", "hello", r"expected a folder, a .csv, .tsv or .jsonl manifest"),
         ("m.csv", "audio,reference\n", r"no utterances found"),
     ],
 )
@@ -53,18 +64,26 @@ def test_folder_without_references_names_the_files(clips, tmp_path):
         load_dataset(tmp_path)
 
 
-def test_cli_evaluates_tiny_en_and_base_under_10_percent(clips, models_dir, tmp_path):
-    manifest = tmp_path / "librivox.csv"
-    pd.DataFrame({"audio": [str(c.path) for c in clips], "reference": [c.reference for c in clips]}).to_csv(manifest, index=False)
+def run_cli(models_dir, *args, timeout=600) -> subprocess.CompletedProcess:
     env = {**os.environ, "MODELS_DIR": str(models_dir), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run(
-        [sys.executable, "-m", "explorer", "eval", "--models", "faster-whisper/tiny.en,faster-whisper/base",
-         "--data", str(manifest), "--out", str(tmp_path / "out"), "--beam-size", "5"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    return subprocess.run(
+        [sys.executable, "-m", "explorer", "eval", *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def test_cli_and_api_evaluate_tiny_en_and_base_alike_under_10_percent(app, clips, models_dir, tmp_path):
+    """The CLI and /evaluate through gradio_client run one code path: same hypotheses, same WER."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for c in clips:
+        shutil.copy(c.path, data / c.path.name)
+    manifest = data / "librivox.csv"  # bare file names: uploads arrive without their folders
+    pd.DataFrame({"audio": [c.path.name for c in clips], "reference": [c.reference for c in clips]}).to_csv(manifest, index=False)
+    models = ["faster-whisper/tiny.en", "faster-whisper/base"]
+    out = run_cli(models_dir, "--models", ",".join(models), "--data", manifest, "--out", tmp_path / "out", "--beam-size", "5")
     assert out.returncode == 0, out.stderr
     summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("model")
-    assert set(summary.index) == {"faster-whisper/tiny.en", "faster-whisper/base"}
+    assert set(summary.index) == set(models)
     assert (summary["wer"] <= 0.10).all(), summary
     assert (summary["reference_words"] == 71).all() and (summary["rtfx"] > 0).all()
     assert (summary["normalizer"] == "whisper-english").all()
@@ -73,6 +92,17 @@ def test_cli_evaluates_tiny_en_and_base_under_10_percent(clips, models_dir, tmp_
     assert "faster-whisper/base" in out.stdout  # the leaderboard is printed
     assert "10/10" in out.stderr  # tqdm progress
 
+    files = [handle_file(str(manifest))] + [handle_file(str(data / c.path.name)) for c in clips]
+    api = app.client().predict(files, "", "", "", None, models, "en", 5, True, False, api_name="/evaluate")
+    by_model = lambda records: {r["model"]: r for r in records}  # noqa: E731
+    cli_summary, api_summary = by_model(saved["summary"]), by_model(api["summary"])
+    for key in models:
+        for column in ("wer", "cer", "substitutions", "deletions", "insertions", "reference_words", "utterances"):
+            assert api_summary[key][column] == cli_summary[key][column], (key, column)
+    pairs = lambda records: [(r["model"], r["id"], r["hypothesis"], r["wer"]) for r in records]  # noqa: E731
+    assert pairs(api["utterances"]) == pairs(saved["utterances"])
+    assert api["meta"]["options"]["beam_size"] == 5
+
 
 def test_cli_refuses_unknown_models_clearly(tmp_path):
     out = subprocess.run(
@@ -80,3 +110,119 @@ def test_cli_refuses_unknown_models_clearly(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert out.returncode == 2 and "unknown model 'no/such'" in out.stderr
+
+
+def test_non_utf8_manifest_names_the_line(clips, tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"audio,reference\n" + f"{clips[0].path},fine\n".encode() + f"{clips[1].path},caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"m.csv line 3: not UTF-8 text \(byte 0xe9\)"):
+        load_dataset(path)
+
+
+def test_a_bad_row_stops_everything_before_any_model_runs(clips, service, tmp_path):
+    """A manifest with one missing file evaluates nothing: load_dataset fails before evaluate."""
+    path = tmp_path / "m.csv"
+    path.write_text("audio,reference\n" + f"{clips[0].path},a\n" + "missing.wav,b\n")
+    loaded = service.health()["loaded_models"]
+    with pytest.raises(DatasetError, match=r"row 2: audio file missing.wav does not exist"):
+        load_dataset(path)
+    assert service.health()["loaded_models"] == loaded
+
+
+def test_saved_hugging_face_dataset_is_read_with_its_audio(clips, tmp_path):
+    """A real `datasets` dataset saved with save_to_disk: audio embedded as bytes, read by our decoder."""
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {"audio": [str(c.path) for c in clips], "text": [c.reference for c in clips], "id": [c.path.stem for c in clips]}
+    ).cast_column("audio", datasets.Audio(sampling_rate=16000))
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "saved"))
+    utterances = load_dataset(tmp_path / "saved", limit=3)
+    assert [(u.id, u.reference) for u in utterances] == [(c.path.stem, c.reference) for c in clips[:3]]
+    for u, c in zip(utterances, clips):
+        np.testing.assert_allclose(u.load().samples, c.samples, atol=1e-4)
+    with pytest.raises(DatasetError, match=r"no split 'train' \(has test\)"):
+        load_dataset(tmp_path / "saved", split="train")
+
+
+def test_hub_dataset_offline_fails_clearly(monkeypatch):
+    """The Hub cannot be reached here: the message says which dataset and that it is the Hub."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DatasetError, match=r"could not load openslr/librispeech_asr from the Hugging Face Hub"):
+        load_dataset("hf:openslr/librispeech_asr", config="clean", split="test", limit=2)
+
+
+def test_probe_clips_are_deterministic_non_speech():
+    a, b = probe.non_speech_clips(2.0), probe.non_speech_clips(2.0)
+    assert list(a) == ["silence", "room-tone", "white-noise", "pink-noise", "tone-440hz", "mains-hum", "beeps"]
+    for name in a:
+        assert a[name].dtype == np.float32 and len(a[name]) == 32000
+        assert np.array_equal(a[name], b[name]) and np.abs(a[name]).max() <= 1.0
+    assert not a["silence"].any() and a["white-noise"].std() == pytest.approx(0.1, rel=0.05)
+    assert probe.words_per_minute(5, 30.0) == 10.0
+
+
+def test_evaluation_with_probe_and_a_corrupt_file(clips, service, tmp_path):
+    """Real tiny.en on two clips, a corrupt 'wav' and the probe set, with VAD off: the corrupt file
+    fails alone with its reason, speech is scored, and non-speech counts hallucinated words."""
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    utterances = [Utterance(c.path.stem, c.path, c.reference) for c in clips[:2]]
+    utterances += [Utterance("bad", bad, "anything")] + probe_utterances(seconds=3.0)
+    options = TranscribeOptions(language="en", vad_filter=False)
+    rows = evaluate(service, ["transformers/whisper-tiny.en"], utterances, options)
+    assert len(rows) == len(utterances) and list(rows["id"]) == [u.id for u in utterances]
+    failed = rows[rows["error"] != ""]
+    assert list(failed["id"]) == ["bad"] and "bad.wav" in failed["error"].iloc[0]
+    summary = summarize(rows).iloc[0]
+    speech = rows[(rows["kind"] == "speech") & (rows["error"] == "")]
+    expected = score(list(speech["reference"]), list(speech["hypothesis"]))
+    assert summary["wer"] == expected.wer <= 0.2 and summary["failed"] == 1 and summary["utterances"] == 2
+    assert summary["non_speech_seconds"] == pytest.approx(7 * 3.0)
+    quiet = rows[rows["kind"] == "non-speech"]
+    assert summary["hallucinated_words"] == quiet["hypothesis_words"].sum()
+    assert summary["hallucinations_per_minute"] == pytest.approx(quiet["hypothesis_words"].sum() / (21 / 60))
+    assert quiet["wer"].isna().all()
+
+
+def test_saved_results_reload_to_the_same_summary(clips, service, tmp_path):
+    utterances = [Utterance(c.path.stem, c.path, c.reference) for c in clips[:2]] + probe_utterances(seconds=1.0)[:2]
+    rows = evaluate(service, ["faster-whisper/tiny.en"], utterances, TranscribeOptions(language="en"))
+    summary = summarize(rows)
+    paths = save_results(tmp_path / "out", rows, summary, {"language": "en"})
+    for path in (paths[2], paths[0]):  # results.json, then results.csv
+        rows2, summary2, _ = load_results(path)
+        assert list(rows2["hypothesis"]) == list(rows["hypothesis"])
+        pd.testing.assert_frame_equal(summary2, summary, check_dtype=False)
+    junk = tmp_path / "junk.json"
+    junk.write_text('{"summary": []}')
+    with pytest.raises(DatasetError, match=r"junk.json: not saved evaluation results"):
+        load_results(junk)
+
+
+def test_uploaded_files_and_zips_make_one_dataset(clips, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for c in clips[:2]:
+            z.write(c.path, f"set/{c.path.name}")
+            z.writestr(f"set/{c.path.stem}.txt", c.reference)
+        z.writestr("../evil.txt", "kept inside the work folder")
+    source = dataset_from_files([archive], tmp_path / "work1")
+    assert source == tmp_path / "work1" / "set"
+    assert [(u.id, u.reference) for u in load_dataset(source)] == [(c.path.stem, c.reference) for c in clips[:2]]
+    assert not (tmp_path / "evil.txt").exists()
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": c.path.name, "text": c.reference}) + "\n" for c in clips[:2]))
+    source = dataset_from_files([manifest, *(c.path for c in clips[:2])], tmp_path / "work2")
+    assert source.name == "m.jsonl" and len(load_dataset(source)) == 2
+
+    (tmp_path / "n.csv").write_text("audio,reference\n")
+    with pytest.raises(DatasetError, match=r"several manifests \(m.jsonl, n.csv\)"):
+        dataset_from_files([manifest, tmp_path / "n.csv"], tmp_path / "work3")
+    (tmp_path / "fake.zip").write_text("not a zip")
+    with pytest.raises(DatasetError, match=r"fake.zip: not a zip archive"):
+        dataset_from_files([tmp_path / "fake.zip"], tmp_path / "work4")

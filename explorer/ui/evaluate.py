@@ -1,0 +1,200 @@
+"""Evaluate tab: N models on a dataset, a live leaderboard, saved results that reload.
+
+The same code path as ``python -m explorer eval`` (explorer.evaluate); this tab only gathers the
+inputs, shows progress, and lays out the rows and the summary.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import gradio as gr
+import pandas as pd
+
+from explorer import catalog
+from explorer.evaluate import (
+    HUB_PREFIX,
+    DatasetError,
+    UtteranceResult,
+    Utterance,
+    dataset_from_files,
+    iter_evaluate,
+    load_dataset,
+    load_results,
+    probe_utterances,
+    results_payload,
+    rows_frame,
+    save_results,
+    summarize,
+)
+from explorer.service import ModelService
+from explorer.types import TranscribeOptions
+from explorer.ui.transcribe import model_choices
+
+LEADERBOARD_COLUMNS = [
+    "model", "wer", "cer", "rtfx", "utterances", "failed", "reference_words", "substitutions", "deletions",
+    "insertions", "audio_seconds", "processing_seconds", "hallucinations_per_minute", "normalizer",
+]  # fmt: skip
+ROW_COLUMNS = ["model", "id", "kind", "reference", "hypothesis", "wer", "audio_seconds", "processing_seconds", "error"]
+LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pt", "pl", "ja", "zh"]
+
+
+def leaderboard(summary: pd.DataFrame) -> pd.DataFrame:
+    if summary.empty:
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+    return summary[LEADERBOARD_COLUMNS].round(4)
+
+
+def scatter_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """WER (%) against RTFx, one point per model that has both."""
+    if summary.empty:
+        return pd.DataFrame({"model": [], "rtfx": [], "wer_percent": []})
+    points = summary.dropna(subset=["wer", "rtfx"])
+    return pd.DataFrame({"model": points["model"], "rtfx": points["rtfx"].astype(float), "wer_percent": points["wer"] * 100})
+
+
+def gather(
+    files: Optional[Sequence[str]], hub_dataset: str, config: str, split: str, limit: Optional[float], probe: bool
+) -> list[Utterance]:
+    """The utterances the user asked for: uploaded files or a Hub dataset, plus the probe."""
+    limit = int(limit) if limit else None
+    if files and hub_dataset.strip():
+        raise DatasetError("give either files or a Hugging Face dataset, not both")
+    utterances: list[Utterance] = []
+    if files:
+        source = dataset_from_files(files, Path(tempfile.mkdtemp(prefix="dataset-")))
+        utterances = load_dataset(source, split=split.strip() or None, limit=limit)
+    elif hub_dataset.strip():
+        name = hub_dataset.strip().removeprefix(HUB_PREFIX)
+        utterances = load_dataset(HUB_PREFIX + name, config=config.strip() or None, split=split.strip() or None, limit=limit)
+    if probe:
+        utterances += probe_utterances()
+    if not utterances:
+        raise DatasetError("no dataset: upload files, name a Hugging Face dataset, or tick the robustness probe")
+    return utterances
+
+
+def build_evaluate(service: ModelService, settings) -> None:
+    def prepare(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe):
+        if not models:
+            raise gr.Error("Pick at least one model.")
+        try:
+            for key in models:
+                catalog.get(key)
+            utterances = gather(files, hub_dataset or "", config or "", split or "", limit, probe)
+            options = TranscribeOptions(language=language or None, beam_size=int(beam_size or 1), vad_filter=bool(vad_filter))
+        except (DatasetError, KeyError, ValueError) as exc:
+            raise gr.Error(str(exc).strip("'\"")) from exc
+        meta = {
+            "data": hub_dataset or [Path(f).name for f in files or []],
+            "models": list(models),
+            "language": language,
+            "options": asdict(options),
+            "probe": bool(probe),
+        }
+        return utterances, options, meta
+
+    def results(
+        models, utterances, options, meta, progress
+    ) -> Iterator[tuple[list[UtteranceResult], bool]]:
+        done: list[UtteranceResult] = []
+        total = len(models) * len(utterances)
+        progress((0, total), desc="warming up", unit="utterances")
+        for result in iter_evaluate(service, models, utterances, options, meta["language"], settings.max_audio_seconds):
+            done.append(result)
+            progress((len(done), total), desc=f"{result.model}: {result.id}", unit="utterances")
+            yield done, False
+        yield done, True
+
+    def outputs(rows: pd.DataFrame, summary: pd.DataFrame, files=None, status=""):
+        return {
+            status_box: status,
+            board: leaderboard(summary),
+            plot: scatter_frame(summary),
+            table: rows[ROW_COLUMNS].round(4) if not rows.empty else pd.DataFrame(columns=ROW_COLUMNS),
+            downloads: files if files is not None else gr.skip(),
+        }
+
+    def run(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe, progress=gr.Progress()):
+        """Evaluate with a live leaderboard; the last update carries the saved result files."""
+        utterances, options, meta = prepare(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe)
+        for done, finished in results(models, utterances, options, meta, progress):
+            rows = rows_frame(done)
+            summary = summarize(rows, language)
+            if finished:
+                saved = save_results(Path(tempfile.mkdtemp(prefix="evaluation-")), rows, summary, meta)
+                failed = int((rows["error"] != "").sum())
+                note = f"Done: {len(rows)} results" + (f", {failed} failed (see the error column)" if failed else "")
+                yield outputs(rows, summary, [str(p) for p in saved], note)
+            else:
+                yield outputs(rows, summary, status=f"{len(done)} / {len(models) * len(utterances)} done")
+
+    def run_once(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe, progress=gr.Progress()):
+        """Evaluate models on a dataset; returns {"meta", "summary": per-model rows, "utterances": per-utterance rows}."""
+        utterances, options, meta = prepare(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe)
+        for done, finished in results(models, utterances, options, meta, progress):
+            if finished:
+                rows = rows_frame(done)
+                return results_payload(rows, summarize(rows, language), meta)
+
+    def reopen(path):
+        if not path:
+            return gr.skip()
+        try:
+            rows, summary, meta = load_results(path)
+        except DatasetError as exc:
+            raise gr.Error(str(exc)) from exc
+        return outputs(rows, summary, status=f"Reloaded {Path(path).name}: {len(rows)} results, models {', '.join(summary['model'])}")
+
+    ready = [key for key in ("faster-whisper/tiny.en", "faster-whisper/base") if service.availability[key].status == "ready"]
+    gr.Markdown(
+        "Evaluate models on a dataset with references: corpus WER/CER after Whisper's normaliser, and RTFx = "
+        "total audio / total processing seconds with each model's warm-up excluded (as the Open ASR Leaderboard "
+        "defines them). The CLI `python -m explorer eval` runs the same code."
+    )
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(
+                label="Dataset files: audio + same-named .txt, or a .csv/.tsv/.jsonl manifest with its audio, or a .zip",
+                file_count="multiple",
+                type="filepath",
+            )
+            with gr.Accordion("…or a Hugging Face dataset (needs the Hub)", open=False):
+                hub_dataset = gr.Textbox(label="Dataset", placeholder="openslr/librispeech_asr")
+                with gr.Row():
+                    config = gr.Textbox(label="Config", placeholder="clean")
+                    split = gr.Textbox(label="Split", placeholder="test")
+            limit = gr.Number(None, label="Only the first N utterances (empty = all)", precision=0, minimum=1)
+            probe = gr.Checkbox(False, label="Robustness probe: add generated silence, noise and tones")
+        with gr.Column():
+            models = gr.Dropdown(model_choices(service), value=ready, multiselect=True, label="Models")
+            with gr.Row():
+                language = gr.Dropdown(LANGUAGES, value="en", label="Language", allow_custom_value=True)
+                beam_size = gr.Slider(1, 10, value=1, step=1, label="Beam size")
+            vad_filter = gr.Checkbox(
+                True, label="Skip non-speech (VAD); untick to see raw hallucination in the probe"
+            )
+            button = gr.Button("Evaluate", variant="primary")
+            saved = gr.File(label="Open saved results (results.json or results.csv)", file_types=[".json", ".csv"])
+    status_box = gr.Markdown()
+    board = gr.Dataframe(label="Leaderboard (lower WER is better; higher RTFx is faster)", interactive=False)
+    plot = gr.ScatterPlot(
+        x="rtfx", y="wer_percent", color="model", x_title="RTFx (×, higher is faster)", y_title="WER (%)",
+        label="Accuracy against speed", tooltip="all",
+    )  # fmt: skip
+    table = gr.Dataframe(label="Per utterance", interactive=False, wrap=True)
+    downloads = gr.File(label="Results (CSV, JSON)", file_count="multiple", interactive=False)
+
+    inputs = [files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe]
+    shown = [status_box, board, plot, table, downloads]
+    button.click(
+        run, inputs, shown, api_visibility="private", concurrency_id="models", concurrency_limit=settings.num_workers
+    )
+    gr.Button(visible=False).click(
+        run_once, inputs, gr.JSON(visible=False), api_name="evaluate", concurrency_id="models",
+        concurrency_limit=settings.num_workers,
+    )  # fmt: skip
+    saved.upload(reopen, saved, shown, api_visibility="private")
