@@ -157,3 +157,32 @@ def test_a_flood_waits_its_turn_and_a_full_queue_says_so(models_dir, long_speech
 
 def clips_path() -> Path:
     return ROOT / "explorer" / "samples" / "librivox-austen-0890.wav"
+
+
+def compare(client, path, models, reference="", language="en", beam_size=1):
+    return client.predict(handle_file(str(path)), models, reference, language, beam_size, True, api_name="/compare")
+
+
+def test_compare_endpoint_scores_and_aligns_each_model(app, clips):
+    clip = clips[0]
+    out = compare(app.client(), clip.path, [TINY, "faster-whisper/base"], clip.reference)
+    assert out["reference"] == clip.reference and out["against"] == "reference"
+    rows = {r["model"]: r for r in out["rows"]}
+    assert set(rows) == {TINY, "faster-whisper/base"}
+    for key, row in rows.items():
+        assert row["wer"] <= 0.2, row
+        assert row["rtfx"] > 0 and row["against"] == "reference"
+        steps = out["alignments"][key]
+        assert steps and all(op in ("equal", "substitute", "insert", "delete") for op, _, _ in steps)
+        assert sum(op == "substitute" for op, _, _ in steps) == row["substitutions"]
+    assert [r["model"] for r in out["results"]] == [TINY, "faster-whisper/base"]
+    assert out["results"][0]["text"] == rows[TINY]["text"]
+
+
+def test_compare_names_an_unknown_model_and_the_server_keeps_serving(app, clips):
+    client = app.client()
+    with pytest.raises(AppError, match=r"no/such-model.*unknown model"):
+        compare(client, clips[1].path, [TINY, "no/such-model"])
+    with pytest.raises(AppError, match=r"faster-whisper/large-v3.*unavailable"):
+        compare(client, clips[1].path, ["faster-whisper/large-v3"])
+    assert transcribe(client, clips[1].path)["text"]

@@ -147,8 +147,9 @@ def test_saved_hugging_face_dataset_is_read_with_its_audio(clips, tmp_path):
 
 def test_hub_dataset_offline_fails_clearly(monkeypatch):
     """The Hub cannot be reached here: the message says which dataset and that it is the Hub."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # read at import: the env is too late here
     with pytest.raises(DatasetError, match=r"could not load openslr/librispeech_asr from the Hugging Face Hub"):
         load_dataset("hf:openslr/librispeech_asr", config="clean", split="test", limit=2)
 

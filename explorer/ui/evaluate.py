@@ -39,6 +39,7 @@ LEADERBOARD_COLUMNS = [
     "insertions", "audio_seconds", "processing_seconds", "hallucinations_per_minute", "normalizer",
 ]  # fmt: skip
 ROW_COLUMNS = ["model", "id", "kind", "reference", "hypothesis", "wer", "audio_seconds", "processing_seconds", "error"]
+EMPTY_BOARD, EMPTY_ROWS = pd.DataFrame(columns=LEADERBOARD_COLUMNS), pd.DataFrame(columns=ROW_COLUMNS)
 LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pt", "pl", "ja", "zh"]
 
 
@@ -118,9 +119,19 @@ def build_evaluate(service: ModelService, settings) -> None:
             downloads: files if files is not None else gr.skip(),
         }
 
+    def resized(update: dict, sizes: dict) -> dict:
+        """Gradio 6.17 keeps a Dataframe's row count and a plot's colours from their first
+        non-empty value (gradio-app/gradio#13611): whatever changed size is emptied first."""
+        empty = {c: update[c].iloc[:0] for c in (board, table) if len(update[c]) != sizes.get(c)}
+        if len(update[plot]) != sizes.get(plot):
+            empty[plot] = None  # an empty frame keeps the old colours; None resets them
+        sizes.update({c: len(update[c]) for c in (board, plot, table)})
+        return empty
+
     def run(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe, progress=gr.Progress()):
         """Evaluate with a live leaderboard; the last update carries the saved result files."""
         utterances, options, meta = prepare(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe)
+        sizes: dict = {}
         for done, finished in results(models, utterances, options, meta, progress):
             rows = rows_frame(done)
             summary = summarize(rows, language)
@@ -128,9 +139,12 @@ def build_evaluate(service: ModelService, settings) -> None:
                 saved = save_results(Path(tempfile.mkdtemp(prefix="evaluation-")), rows, summary, meta)
                 failed = int((rows["error"] != "").sum())
                 note = f"Done: {len(rows)} results" + (f", {failed} failed (see the error column)" if failed else "")
-                yield outputs(rows, summary, [str(p) for p in saved], note)
+                update = outputs(rows, summary, [str(p) for p in saved], note)
             else:
-                yield outputs(rows, summary, status=f"{len(done)} / {len(models) * len(utterances)} done")
+                update = outputs(rows, summary, status=f"{len(done)} / {len(models) * len(utterances)} done")
+            if empty := resized(update, sizes):
+                yield empty
+            yield update
 
     def run_once(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe, progress=gr.Progress()):
         """Evaluate models on a dataset; returns {"meta", "summary": per-model rows, "utterances": per-utterance rows}."""
@@ -167,7 +181,7 @@ def build_evaluate(service: ModelService, settings) -> None:
                 with gr.Row():
                     config = gr.Textbox(label="Config", placeholder="clean")
                     split = gr.Textbox(label="Split", placeholder="test")
-            limit = gr.Number(None, label="Only the first N utterances (empty = all)", precision=0, minimum=1)
+            limit = gr.Number(0, label="Only the first N utterances (0 = all)", precision=0, minimum=0)
             probe = gr.Checkbox(False, label="Robustness probe: add generated silence, noise and tones")
         with gr.Column():
             models = gr.Dropdown(model_choices(service), value=ready, multiselect=True, label="Models")
@@ -197,4 +211,6 @@ def build_evaluate(service: ModelService, settings) -> None:
         run_once, inputs, gr.JSON(visible=False), api_name="evaluate", concurrency_id="models",
         concurrency_limit=settings.num_workers,
     )  # fmt: skip
-    saved.upload(reopen, saved, shown, api_visibility="private")
+    saved.upload(lambda: {board: EMPTY_BOARD, plot: None, table: EMPTY_ROWS}, None, shown, api_visibility="private").then(
+        reopen, saved, shown, api_visibility="private"
+    )
