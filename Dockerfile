@@ -12,6 +12,7 @@ ENV HOME=/home/user \
     HOST=0.0.0.0 \
     PORT=7860 \
     MODELS_DIR=/data/models \
+    DATA_DIR=/data/jobs \
     HF_HOME=/data/huggingface \
     GRADIO_ANALYTICS_ENABLED=False \
     PYTHONUNBUFFERED=1

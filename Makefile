@@ -37,3 +37,4 @@ test: setup
 
 bench: setup
 	$(PY) bench/bench_transcribe.py
+	$(PY) bench/bench_batch.py

@@ -5,6 +5,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from explorer.batch import BatchRunner  # noqa: E402
 from explorer.config import Settings  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.ui import CSS, build_app  # noqa: E402
@@ -14,7 +15,8 @@ def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
     settings = Settings.from_env()
     service = ModelService(settings)
-    demo = build_app(service, settings)
+    runner = BatchRunner(service, settings).start()  # jobs left by a crash are queued again here
+    demo = build_app(service, settings, runner)
     demo.launch(
         server_name=settings.host,
         server_port=settings.port,

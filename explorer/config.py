@@ -17,6 +17,10 @@ def default_models_dir() -> Path:
     return Path(base) / "open-asr-explorer" / "models"
 
 
+def default_data_dir() -> Path:
+    return default_models_dir().parent / "data"
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -55,6 +59,11 @@ class Settings:
     compute_type: Optional[str] = None  # faster-whisper override, e.g. float32
     remote_code_allowlist: tuple[str, ...] = DEFAULT_REMOTE_CODE_ALLOWLIST
     hub_timeout_seconds: float = 3.0
+    data_dir: Path = field(default_factory=default_data_dir)  # the job store and its audio spool
+    batch_workers: int = 1  # threads taking batch jobs (each also needs a device slot)
+    batch_size: int = 8  # files per batched model call (faster-whisper, files up to 30 s)
+    job_ttl_hours: float = 24.0
+    sweep_interval_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -81,6 +90,11 @@ class Settings:
                 else DEFAULT_REMOTE_CODE_ALLOWLIST
             ),
             hub_timeout_seconds=_float(env, "HUB_TIMEOUT_SECONDS", cls.hub_timeout_seconds),
+            data_dir=Path(env["DATA_DIR"]) if env.get("DATA_DIR") else default_data_dir(),
+            batch_workers=_int(env, "BATCH_WORKERS", cls.batch_workers),
+            batch_size=_int(env, "BATCH_SIZE", cls.batch_size),
+            job_ttl_hours=_float(env, "JOB_TTL_HOURS", cls.job_ttl_hours),
+            sweep_interval_seconds=_float(env, "SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
         )
         settings.validate()
         return settings
@@ -88,6 +102,10 @@ class Settings:
     def validate(self) -> None:
         if self.num_workers < 1:
             raise ValueError("NUM_WORKERS must be at least 1")
+        if self.batch_workers < 0 or self.batch_size < 1:
+            raise ValueError("BATCH_WORKERS must be at least 0 and BATCH_SIZE at least 1")
+        if self.job_ttl_hours <= 0 or self.sweep_interval_seconds <= 0:
+            raise ValueError("JOB_TTL_HOURS and SWEEP_INTERVAL_SECONDS must be positive")
         if self.max_loaded_models < 1:
             raise ValueError("MAX_LOADED_MODELS must be at least 1")
         if not 0 < self.gpu_memory_utilization <= 1:

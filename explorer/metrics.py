@@ -36,6 +36,7 @@ def compute(
     audio_seconds: float,
     processing_seconds: float,
     load_seconds: float = 0.0,
+    batch_size: int = 1,
 ) -> Metrics:
     return Metrics(
         audio_seconds=audio_seconds,
@@ -46,4 +47,14 @@ def compute(
         itl_unit=unit,
         emissions=len(times),
         rtfx=rtfx(audio_seconds, processing_seconds),
+        batch_size=batch_size,
     )
+
+
+def batch_shares(audio_seconds: Sequence[float], batch_seconds: float) -> list[float]:
+    """Split one batched call's time over its files in proportion to their audio, so that the
+    files' RTFx all equal the batch's (total audio / call time) and their times add up to it."""
+    total = sum(audio_seconds)
+    if total <= 0:
+        return [batch_seconds / len(audio_seconds)] * len(audio_seconds) if audio_seconds else []
+    return [batch_seconds * a / total for a in audio_seconds]

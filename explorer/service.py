@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 MIN_AUDIO_SECONDS = 0.1
 
 ProgressFn = Callable[[Optional[float], str], None]
+_ENGINE_LOADS = threading.Lock()
 
 
 class ModelError(RuntimeError):
@@ -54,14 +55,47 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
 
 
+class DeviceSlots:
+    """At most NUM_WORKERS model runs at once, shared by interactive requests and batch workers;
+    a batch worker waits while any interactive request waits, so a big batch never starves the
+    UI: an interactive request waits at most for the batch call already running."""
+
+    def __init__(self, slots: int):
+        self._cond = threading.Condition()
+        self._free = slots
+        self._interactive_waiting = 0
+
+    @contextmanager
+    def hold(self, interactive: bool = True) -> Iterator[None]:
+        with self._cond:
+            self._interactive_waiting += interactive
+            try:
+                while self._free == 0 or (not interactive and self._interactive_waiting):
+                    self._cond.wait()
+            finally:
+                self._interactive_waiting -= interactive
+            self._free -= 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += 1
+                self._cond.notify_all()
+
+
 def _run_engine(engine: Engine, samples: np.ndarray, options: TranscribeOptions):
     yield from engine.transcribe(samples, options)
+
+
+def _run_engine_batch(engine: Engine, batch: list[np.ndarray], options: TranscribeOptions):
+    return engine.transcribe_batch(batch, options)
 
 
 try:  # On a ZeroGPU Space this borrows a GPU for the call; elsewhere spaces.GPU is a no-op.
     import spaces
 
     _run_engine = spaces.GPU(_run_engine)
+    _run_engine_batch = spaces.GPU(_run_engine_batch)
 except ImportError:  # pragma: no cover - spaces is in requirements.txt
     pass
 
@@ -108,6 +142,7 @@ class ModelService:
         self._loaded: "OrderedDict[str, LoadedModel]" = OrderedDict()
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
+        self.slots = DeviceSlots(settings.num_workers)
 
     # -- catalog -----------------------------------------------------------------------------
     def models(self) -> list[dict]:
@@ -204,7 +239,11 @@ class ModelService:
         if progress:
             progress(None, f"loading {spec.name} on {device}")
         try:
-            engine = load_engine(spec, weights, runtime)
+            # One engine load at a time (downloads may overlap): transformers' lazy imports are
+            # not thread-safe (two first loads at once failed with "cannot import name
+            # 'AutoProcessor'"), and two loads at once would also double the memory peak.
+            with _ENGINE_LOADS:
+                engine = load_engine(spec, weights, runtime)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             self.failed[spec.key] = reason
@@ -276,11 +315,12 @@ class ModelService:
         audio: Audio,
         options: TranscribeOptions = TranscribeOptions(),
         progress: Optional[ProgressFn] = None,
+        interactive: bool = True,
     ) -> Iterator[Update]:
         spec = catalog.get(key)
         options, warnings = self.fit_options(spec, options)
         warnings = list(audio.warnings) + warnings
-        with self.checkout(key, progress) as (model, load_seconds):
+        with self.slots.hold(interactive), self.checkout(key, progress) as (model, load_seconds):
             engine = model.engine
             start = time.perf_counter()
             times: list[float] = []
@@ -331,8 +371,52 @@ class ModelService:
         audio: Audio,
         options: TranscribeOptions = TranscribeOptions(),
         progress: Optional[ProgressFn] = None,
+        interactive: bool = True,
     ) -> Transcription:
-        for update in self.stream(key, audio, options, progress):
+        for update in self.stream(key, audio, options, progress, interactive):
             if update.result is not None:
                 return update.result
         raise AssertionError("stream ended without a result")  # stream always yields one
+
+    def batchable(self, key: str, audio: Audio, options: TranscribeOptions) -> bool:
+        """Whether this file can share a batched call: a batching engine, options it can batch
+        with, one decoder window of audio, and speech in it (else there is nothing to decode)."""
+        with self._lock:
+            model = self._loaded.get(key)
+        engine = model.engine if model else None
+        if engine is None or not hasattr(engine, "transcribe_batch") or not engine.can_batch(options):
+            return False
+        if not MIN_AUDIO_SECONDS <= audio.duration <= engine.batch_window_seconds:
+            return False
+        return not options.vad_filter or bool(vad.speech_regions(audio.samples))
+
+    def transcribe_batch(
+        self, key: str, audios: Sequence[Audio], options: TranscribeOptions = TranscribeOptions()
+    ) -> list[Transcription]:
+        """Batch work (lower priority than interactive requests): files that can share one
+        batched model call do; the rest run one by one. Results are in the order given."""
+        spec = catalog.get(key)
+        options, warnings = self.fit_options(spec, options)
+        with self.slots.hold(interactive=False):
+            with self.checkout(key) as (model, load_seconds):
+                together = [i for i, a in enumerate(audios) if self.batchable(key, a, options)]
+                results: dict[int, Transcription] = {}
+                if len(together) > 1:
+                    start = time.perf_counter()
+                    batch = _run_engine_batch(model.engine, [audios[i].samples for i in together], options)
+                    seconds = metrics.batch_shares([audios[i].duration for i in together], time.perf_counter() - start)
+                    for i, segments, share in zip(together, batch, seconds):
+                        results[i] = Transcription(
+                            model=key,
+                            text="".join(s.text for s in segments).strip(),
+                            segments=tuple(segments),
+                            language=options.language or spec.languages[0],
+                            options=options,
+                            metrics=metrics.compute([], "segment", audios[i].duration, share, load_seconds, len(together)),
+                            warnings=tuple(audios[i].warnings) + tuple(warnings),
+                        )
+                        load_seconds = 0.0  # counted once, on the first file
+        for i, audio in enumerate(audios):  # the slot is free again: one by one, like any request
+            if i not in results:
+                results[i] = self.transcribe(key, audio, options, interactive=False)
+        return [results[i] for i in range(len(audios))]

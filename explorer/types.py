@@ -65,6 +65,9 @@ class Metrics:
     itl_unit: Literal["token", "segment"]
     emissions: int
     rtfx: Optional[float]
+    # Files decoded together in one batched model call (batch jobs); processing_seconds is then
+    # this file's share of the call by audio duration, and there are no per-emission times.
+    batch_size: int = 1
 
 
 @dataclass(frozen=True)

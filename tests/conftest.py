@@ -84,9 +84,11 @@ def service(offline_settings):
 @pytest.fixture(scope="session")
 def app(models_dir, tmp_path_factory):
     """The app with small limits so that over-limit inputs are cheap to make."""
+    folder = tmp_path_factory.mktemp("app")
     running = RunningApp(
         models_dir,
-        tmp_path_factory.mktemp("app") / "app.log",
+        folder / "app.log",
+        DATA_DIR=folder / "data",
         MAX_AUDIO_SECONDS=60,
         MAX_UPLOAD_MB=5,
         NUM_WORKERS=1,

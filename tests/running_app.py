@@ -59,6 +59,11 @@ class RunningApp:
 
         return Client(self.url, verbose=False)
 
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to clean up."""
+        self.proc.kill()
+        self.proc.wait(10)
+
     def stop(self) -> None:
         self.proc.terminate()
         try:

@@ -48,3 +48,7 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release memory (GPU included)."""
         ...
+
+    # Optional, for batch jobs (faster-whisper has it): `batch_window_seconds`,
+    # `can_batch(options) -> bool` and `transcribe_batch(audios, options) -> list[list[Segment]]`
+    # decode several short files in one batched call; the service uses them when present.

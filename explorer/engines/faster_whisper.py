@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 
 from explorer.engines.base import LanguageInfo, Runtime
-from explorer.types import Emission, Segment, TranscribeOptions, Word
+from explorer.types import SAMPLE_RATE, Emission, Segment, TranscribeOptions, Word
 
 
 class FasterWhisperEngine:
@@ -37,6 +37,47 @@ class FasterWhisperEngine:
         for s in segments:
             words = tuple(Word(w.start, w.end, w.word, w.probability) for w in (s.words or ()))
             yield Segment(s.start, s.end, s.text, words)
+
+    # Files up to one 30 s decoder window can share one batched decoder call.
+    batch_window_seconds = 30.0
+
+    def can_batch(self, options: TranscribeOptions) -> bool:
+        """A batch decodes with one language: it must be known (or the model English-only)."""
+        return self.english_only or options.language is not None
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray], options: TranscribeOptions) -> list[list[Segment]]:
+        """Several short files in one batched generate call (cross-file batching).
+
+        The files are laid end to end and each one is named as a clip, so BatchedInferencePipeline
+        computes their features separately and decodes them as one batch; its `seek` (the clip's
+        start in frames) says which file a segment belongs to. Each file is decoded whole, as one
+        window: callers pass only files of at most `batch_window_seconds`.
+        """
+        from faster_whisper import BatchedInferencePipeline
+
+        starts = np.cumsum([0] + [len(a) for a in audios[:-1]])
+        clips = [{"start": s / SAMPLE_RATE, "end": (s + len(a)) / SAMPLE_RATE} for s, a in zip(starts, audios)]
+        segments, _ = BatchedInferencePipeline(self.model).transcribe(
+            np.concatenate(audios),
+            language="en" if self.english_only else options.language,
+            task="transcribe" if self.english_only else options.task,
+            beam_size=options.beam_size,
+            word_timestamps=options.word_timestamps,
+            vad_filter=False,
+            clip_timestamps=clips,
+            batch_size=len(audios),
+            without_timestamps=False,
+        )
+        # The same arithmetic as faster-whisper's seek: seconds -> samples -> seconds -> frames.
+        fps = self.model.frames_per_second
+        index = {int(int(c["start"] * SAMPLE_RATE) / SAMPLE_RATE * fps): i for i, c in enumerate(clips)}
+        out: list[list[Segment]] = [[] for _ in audios]
+        for s in segments:
+            i = index[s.seek]
+            offset = clips[i]["start"]
+            words = tuple(Word(w.start - offset, w.end - offset, w.word, w.probability) for w in (s.words or ()))
+            out[i].append(Segment(s.start - offset, s.end - offset, s.text, words))
+        return out
 
     def close(self) -> None:
         del self.model

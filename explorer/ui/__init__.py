@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import gradio as gr
 
+from explorer.batch import BatchRunner
 from explorer.config import Settings
 from explorer.service import ModelService
+from explorer.ui.batch import build_batch
+from explorer.ui.compare import build_compare
+from explorer.ui.evaluate import build_evaluate
 from explorer.ui.models import build_models
 from explorer.ui.transcribe import build_transcribe
 
@@ -15,15 +19,29 @@ CSS = """
 .metric-name {font-size: 0.8em; opacity: 0.7;}
 .metric-value {font-size: 1.4em; font-weight: 600;}
 .metric-help {font-size: 0.7em; opacity: 0.6;}
+.align-legend {display: flex; gap: 12px; margin-bottom: 8px; font-size: 0.9em;}
+.align-model {margin-bottom: 10px;}
+.align-name {font-weight: 600;}
+.align-words {line-height: 1.9;}
+.al-sub, .al-ins, .al-del {border-radius: 4px; padding: 1px 4px;}
+.al-sub {background: rgba(245, 158, 11, 0.30);}
+.al-ins {background: rgba(59, 130, 246, 0.30); text-decoration: underline;}
+.al-del {background: rgba(239, 68, 68, 0.30);}
 """
 
 
-def build_app(service: ModelService, settings: Settings) -> gr.Blocks:
+def build_app(service: ModelService, settings: Settings, runner: BatchRunner) -> gr.Blocks:
     with gr.Blocks(title="Open-ASR Model Explorer") as demo:
         gr.Markdown("# Open-ASR Model Explorer\nOpen speech recognition models, side by side, with honest metrics.")
         with gr.Tabs():
             with gr.Tab("Transcribe"):
                 build_transcribe(service, settings)
+            with gr.Tab("Compare"):
+                build_compare(service, settings)
+            with gr.Tab("Evaluate"):
+                build_evaluate(service, settings)
+            with gr.Tab("Batch"):
+                build_batch(service, settings, runner)
             with gr.Tab("Models"):
                 build_models(service)
     # Model calls share one concurrency group ("models", limit NUM_WORKERS); max_size bounds the wait.

@@ -1,0 +1,272 @@
+"""Batch tab: many files, durable jobs with live progress, per-job detail, exports.
+
+The browser keeps its session token in localStorage (gr.BrowserState), so a reload or a closed
+tab finds the same jobs; API clients get the token from /submit_batch and pass it back.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import gradio as gr
+import pandas as pd
+
+from explorer.batch import BatchRunner, JobError, finished, job_row
+from explorer.jobs import Job
+from explorer.service import ModelService
+from explorer.ui.transcribe import language_choices, make_options, model_choices
+
+TABLE_COLUMNS = ["file", "status", "model", "audio_seconds", "rtfx", "seconds", "batch_size", "error", "id"]
+WATCH_SECONDS = 0.5
+EMPTY_TABLE = pd.DataFrame(columns=TABLE_COLUMNS)
+
+
+def browser_secret(data_dir: Path) -> str:
+    """BrowserState encrypts what it stores with this; it must outlive a restart (a crash
+    included), or every browser would lose its session token."""
+    path = data_dir / "browser_state.secret"
+    if not path.is_file():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def jobs_frame(jobs: list[Job]) -> pd.DataFrame:
+    return pd.DataFrame([job_row(j) for j in jobs], columns=TABLE_COLUMNS)
+
+
+def progress_markdown(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    if not total:
+        return "No jobs in this session yet."
+    done = counts["completed"] + counts["failed"] + counts["cancelled"]
+    parts = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    return f"**{done} / {total} finished** ({parts})"
+
+
+def playable_copy(path: Optional[Path], filename: str) -> Optional[str]:
+    """A temporary copy for the player: Gradio serves it from its cache, the spool stays private."""
+    if path is None:
+        return None
+    target = Path(tempfile.mkdtemp(prefix="job-audio-")) / f"{Path(filename).stem}.flac"
+    shutil.copyfile(path, target)
+    return str(target)
+
+
+def _user_error(exc: Exception) -> gr.Error:
+    return gr.Error(str(exc).strip("'\""))
+
+
+def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
+    errors = (JobError, PermissionError, KeyError, ValueError)
+
+    # -- API and UI handlers (token as a plain string) ---------------------------------------
+    def submit_batch(files, model, language, task, beam_size, word_timestamps, vad_filter, token, progress=gr.Progress()):
+        """Queue one job per file; returns {"token", "batch", "jobs"}. Pass an empty token to start a new session."""
+        options = make_options(language, task, beam_size, word_timestamps, vad_filter)
+        report = lambda n, total, desc: progress((n, total), desc=desc, unit="files")  # noqa: E731
+        try:
+            sub = runner.submit(token or None, [getattr(f, "name", f) for f in files or []], model, options, report)
+        except errors as exc:
+            raise _user_error(exc) from exc
+        return {"token": sub.token, "batch": sub.batch, "jobs": [job_row(j) for j in sub.jobs]}
+
+    def watch_batch(token, batch, progress=gr.Progress()):
+        """Progress of a batch until every job has finished: yields {"counts", "jobs"} as it changes."""
+        last = None
+        while True:
+            try:
+                counts, jobs = runner.counts(token, batch), runner.jobs(token, batch)
+            except errors as exc:
+                raise _user_error(exc) from exc
+            done = counts["completed"] + counts["failed"] + counts["cancelled"]
+            progress((done, sum(counts.values())), desc="batch", unit="files")
+            if counts != last:
+                last = counts
+                yield {"counts": counts, "jobs": [job_row(j) for j in jobs]}
+            if finished(counts) or not sum(counts.values()):
+                return
+            time.sleep(WATCH_SECONDS)
+
+    def list_jobs(token: str, batch: str = "") -> dict:
+        """This session's jobs (optionally one batch's), oldest first, with counts by status."""
+        try:
+            return {"counts": runner.counts(token, batch), "jobs": [job_row(j) for j in runner.jobs(token, batch)]}
+        except errors as exc:
+            raise _user_error(exc) from exc
+
+    def get_job(token, job_id):
+        """One job in full (transcript, segments, metrics) and its audio."""
+        try:
+            job = runner.job(token, job_id)
+            return job.to_dict(), playable_copy(runner.audio_path(token, job_id), job.filename)
+        except errors as exc:
+            raise _user_error(exc) from exc
+
+    def cancel_job(token: str, job_id: str) -> dict:
+        """Cancel a queued job."""
+        try:
+            return job_row(runner.cancel(token, job_id))
+        except errors as exc:
+            raise _user_error(exc) from exc
+
+    def delete_job(token: str, job_id: str) -> dict:
+        """Delete a job and its audio; job_id "*" deletes every job of the session."""
+        try:
+            if job_id.strip() == "*":
+                return {"deleted": runner.delete_all(token)}
+            runner.delete(token, job_id)
+            return {"deleted": 1}
+        except errors as exc:
+            raise _user_error(exc) from exc
+
+    def resubmit(token: str, job_id: str, model: str = "") -> dict:
+        """Run a job's audio again as a new job, with its model or the one given."""
+        try:
+            return job_row(runner.resubmit(token, job_id, model or None))
+        except errors as exc:
+            raise _user_error(exc) from exc
+
+    def export_jobs(token, batch):
+        """This session's jobs as jobs.csv, jobs.json and srt.zip."""
+        try:
+            return [str(p) for p in runner.export(token, Path(tempfile.mkdtemp(prefix="jobs-")), batch or None)]
+        except errors as exc:
+            raise _user_error(exc) from exc
+
+    # -- layout ------------------------------------------------------------------------------
+    token = gr.BrowserState("", storage_key="open-asr-explorer-session", secret=browser_secret(settings.data_dir))
+    batch = gr.State("")
+    rows = gr.State(-1)  # rows the jobs table shows
+    default = settings.default_model
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(label="Audio files", file_count="multiple", type="filepath")
+            folder = gr.File(label="…or a folder", file_count="directory", type="filepath")
+            model = gr.Dropdown(model_choices(service), value=default, label="Model")
+            with gr.Row():
+                language = gr.Dropdown(language_choices(default), value=language_choices(default)[0], label="Language", allow_custom_value=True)
+                task = gr.Radio(["transcribe", "translate"], value="transcribe", label="Task")
+            beam_size = gr.Slider(1, 10, value=1, step=1, label="Beam size")
+            with gr.Row():
+                word_timestamps = gr.Checkbox(False, label="Word timestamps")
+                vad_filter = gr.Checkbox(True, label="Skip non-speech (VAD)")
+            submit = gr.Button("Submit batch", variant="primary")
+            gr.Markdown(
+                f"Jobs survive reloads and restarts and are kept {settings.job_ttl_hours:g} h. Files of up to 30 s "
+                "on faster-whisper are decoded several at a time (one batched call), when the language is known."
+            )
+        with gr.Column(scale=2):
+            status = gr.Markdown()
+            table = gr.Dataframe(headers=TABLE_COLUMNS, label="Jobs (this session)", interactive=False, wrap=True)
+            with gr.Row():
+                export = gr.Button("Export all (CSV, JSON, SRT zip)")
+                delete_all = gr.Button("Delete all", variant="stop")
+            exports = gr.File(label="Exports", file_count="multiple", interactive=False)
+    with gr.Accordion("Job", open=True):
+        with gr.Row():
+            job_id = gr.Textbox(label="Job id (click a row above)")
+            other_model = gr.Dropdown(model_choices(service), value=None, label="Resubmit with (empty = same model)")
+        with gr.Row():
+            open_job = gr.Button("Open")
+            resubmit_button = gr.Button("Resubmit")
+            cancel_button = gr.Button("Cancel (queued only)")
+            delete_button = gr.Button("Delete", variant="stop")
+        with gr.Row():
+            player = gr.Audio(label="Audio", type="filepath", interactive=False)
+            transcript = gr.Textbox(label="Transcript", lines=5, interactive=False)
+        segments = gr.Dataframe(label="Segments", interactive=False, wrap=True)
+        with gr.Accordion("Job as JSON", open=False):
+            detail = gr.JSON()
+    timer = gr.Timer(2.0)
+
+    # -- UI wiring ---------------------------------------------------------------------------
+    def refresh(token):
+        if not token:
+            return "No jobs in this session yet.", jobs_frame([])
+        try:
+            return progress_markdown(runner.counts(token)), jobs_frame(runner.jobs(token))
+        except errors as exc:
+            raise _user_error(exc) from exc
+
+    def ui_submit(files, folder, model, language, task, beam_size, word_timestamps, vad_filter, token, progress=gr.Progress()):
+        chosen = list(files or []) + [f for f in folder or [] if Path(f).is_file()]
+        out = submit_batch(chosen, model, language, task, beam_size, word_timestamps, vad_filter, token, progress)
+        return out["token"], out["batch"], None, None
+
+    def ui_watch(token, batch, rows, progress=gr.Progress()):
+        """This batch's progress and the session's table while it runs (row-count workaround as in resize)."""
+        for update in watch_batch(token, batch, progress):
+            frame = jobs_frame(runner.jobs(token))
+            if len(frame) != rows:
+                yield gr.skip(), frame.iloc[:0], len(frame)
+            rows = len(frame)
+            yield progress_markdown(update["counts"]), frame, rows  # counts of this batch
+
+    def resize(token, rows):
+        """Gradio 6.17 keeps a Dataframe's rendered row count from its first non-empty value
+        (gradio-app/gradio#13611): when the number of jobs changes, empty the table first."""
+        n = len(runner.jobs(token)) if token else 0
+        return (EMPTY_TABLE, n) if n != rows else (gr.skip(), rows)
+
+    def ui_open(token, job_id):
+        if not (job_id or "").strip():
+            raise gr.Error("Pick a job: click a row of the jobs table.")
+        data, audio = get_job(token, job_id)
+        result = data.get("result") or {}
+        text = result.get("text") or data.get("error") or f"({data['status']})"
+        rows = [(round(s["start"], 2), round(s["end"], 2), s["text"].strip()) for s in result.get("segments", [])]
+        return data, audio, text, pd.DataFrame(rows, columns=["start", "end", "text"])
+
+    def on_select(table: pd.DataFrame, evt: gr.SelectData):
+        return table.iloc[evt.index[0]]["id"] if evt.index else gr.skip()
+
+    def on_model_change(key):
+        choices = language_choices(key)
+        return gr.update(choices=choices, value=choices[0])
+
+    private = {"api_visibility": "private"}
+    model.change(on_model_change, model, language, queue=False, **private)
+    submit.click(
+        ui_submit, [files, folder, model, language, task, beam_size, word_timestamps, vad_filter, token],
+        [token, batch, files, folder], concurrency_id="batch-submit", concurrency_limit=2, **private,
+    ).success(ui_watch, [token, batch, rows], [status, table, rows], concurrency_limit=None, **private)  # fmt: skip
+    timer.tick(resize, [token, rows], [table, rows], queue=False, **private).then(
+        refresh, token, [status, table], queue=False, **private
+    )
+    table.select(on_select, table, job_id, queue=False, **private)
+    open_job.click(ui_open, [token, job_id], [detail, player, transcript, segments], **private)
+    cancel_button.click(lambda t, j: cancel_job(t, j) and None, [token, job_id], None, **private).then(refresh, token, [status, table], **private)
+    delete_button.click(lambda t, j: delete_job(t, j) and None, [token, job_id], None, **private).then(refresh, token, [status, table], **private)
+    resubmit_button.click(
+        lambda t, j, m: resubmit(t, j, m or "")["id"], [token, job_id, other_model], job_id, **private
+    ).then(refresh, token, [status, table], **private)
+    delete_all.click(lambda t: delete_job(t, "*") and None, token, None, **private).then(refresh, token, [status, table], **private)
+    export.click(lambda t: export_jobs(t, ""), token, exports, **private)
+
+    # -- API endpoints (token and ids as plain parameters) -------------------------------------
+    api_token, api_batch, api_job = gr.Textbox(visible=False), gr.Textbox(visible=False), gr.Textbox(visible=False)
+    api_files = gr.File(file_count="multiple", visible=False)
+    gr.Button(visible=False).click(
+        submit_batch, [api_files, model, language, task, beam_size, word_timestamps, vad_filter, api_token],
+        gr.JSON(visible=False), api_name="submit_batch", concurrency_id="batch-submit", concurrency_limit=2,
+    )  # fmt: skip
+    gr.Button(visible=False).click(
+        watch_batch, [api_token, api_batch], gr.JSON(visible=False), api_name="watch_batch", concurrency_limit=None
+    )
+    gr.Button(visible=False).click(
+        get_job, [api_token, api_job], [gr.JSON(visible=False), gr.Audio(visible=False, type="filepath")], api_name="job"
+    )
+    gr.Button(visible=False).click(
+        export_jobs, [api_token, api_batch], gr.File(file_count="multiple", visible=False), api_name="export_jobs"
+    )
+    gr.api(list_jobs, api_name="jobs", concurrency_limit=None)
+    gr.api(cancel_job, api_name="cancel_job", concurrency_limit=None)
+    gr.api(delete_job, api_name="delete_job", concurrency_limit=None)
+    gr.api(resubmit, api_name="resubmit", concurrency_limit=None)
