@@ -1,12 +1,14 @@
 # All set-up for a fresh machine lives here: `make run` serves the app, `make test` runs every test.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# Debian packages: real speech for tests (LibriVox clips), encoders for the audio format tests.
-APT_PACKAGES := pocketsphinx-testdata ffmpeg sox espeak-ng
+# Debian packages: real speech for tests (LibriVox clips), encoders for the audio format tests,
+# Node (the browser component's npm assets and its JS tests) and Chromium (browser tests).
+APT_PACKAGES := pocketsphinx-testdata ffmpeg sox espeak-ng nodejs chromium
+ASSETS := custom_components/browser_asr
 
-.PHONY: setup system venv prepare run test bench
+.PHONY: setup system venv assets prepare run test bench
 
-setup: system venv prepare
+setup: system venv assets prepare
 
 system:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -14,6 +16,8 @@ system:
 		echo "installing Debian packages: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# Debian's npm is its own package; NodeSource's nodejs already brings npm.
+	@command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null)
 
 venv: $(VENV)/.installed
 
@@ -24,6 +28,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# transformers.js and onnxruntime-web for the browser component, served by the app (never a CDN).
+# onnxruntime-node's install script downloads from outside the registry: skipped, and not needed.
+assets: $(ASSETS)/node_modules/.installed
+
+$(ASSETS)/node_modules/.installed: $(ASSETS)/package.json $(ASSETS)/package-lock.json
+	cd $(ASSETS) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
 prepare: venv

@@ -8,6 +8,7 @@ from explorer.batch import BatchRunner
 from explorer.config import Settings
 from explorer.service import ModelService
 from explorer.ui.batch import build_batch
+from explorer.ui.browser import BrowserResults, build_browser
 from explorer.ui.compare import build_compare
 from explorer.ui.evaluate import build_evaluate
 from explorer.ui.models import build_models
@@ -31,6 +32,7 @@ CSS = """
 
 
 def build_app(service: ModelService, settings: Settings, runner: BatchRunner) -> gr.Blocks:
+    browser_results = BrowserResults()
     with gr.Blocks(title="Open-ASR Model Explorer") as demo:
         gr.Markdown("# Open-ASR Model Explorer\nOpen speech recognition models, side by side, with honest metrics.")
         with gr.Tabs():
@@ -42,6 +44,8 @@ def build_app(service: ModelService, settings: Settings, runner: BatchRunner) ->
                 build_evaluate(service, settings)
             with gr.Tab("Batch"):
                 build_batch(service, settings, runner)
+            with gr.Tab("Browser"):
+                build_browser(settings, browser_results)
             with gr.Tab("Models"):
                 build_models(service)
     # Model calls share one concurrency group ("models", limit NUM_WORKERS); max_size bounds the wait.

@@ -1,0 +1,185 @@
+// LocalAgreement-2 streaming policy, after ufal/whisper_streaming: no model, no clock.
+//
+// The audio buffer grows; every call transcribes all of it, and a word is committed once two
+// consecutive hypotheses agree on it (their longest common prefix). When the buffer passes
+// trimSeconds it is cut at the end of a model segment that lies inside the committed text.
+//
+// Twin of explorer/local_agreement.py (same names in snake_case, same behaviour); both run the
+// cases in tests/vectors/local_agreement.json. Words are {start, end, text} in seconds.
+
+export const SAMPLE_RATE = 16000;
+export const MAX_NGRAM = 5; // longest run of already committed words dropped from a new hypothesis
+export const PROMPT_CHARS = 200; // size of the committed text passed to the model as a prompt
+export const TIME_SLACK = 0.1; // new words may start this much before the last committed time
+
+const texts = (words) => words.map((w) => w.text.trim());
+const sameTexts = (a, b) => a.length === b.length && a.every((t, i) => t === b[i]);
+
+export class HypothesisBuffer {
+  constructor() {
+    this.committedInBuffer = []; // committed words still inside the audio buffer
+    this.buffer = []; // the previous hypothesis' uncommitted tail
+    this.new = []; // the latest hypothesis
+    this.lastCommittedTime = 0;
+    this.lastCommittedWord = null;
+  }
+
+  // Take a hypothesis with times relative to the audio buffer, which starts at `offset`.
+  insert(words, offset) {
+    this.new = words
+      .map((w) => ({ ...w, start: w.start + offset, end: w.end + offset }))
+      .filter((w) => w.start > this.lastCommittedTime - TIME_SLACK);
+    const committed = this.committedInBuffer;
+    if (this.new.length && committed.length && Math.abs(this.new[0].start - this.lastCommittedTime) < 1) {
+      // The model may transcribe the end of the committed text again: drop it (1..5 words).
+      const most = Math.min(committed.length, this.new.length, MAX_NGRAM);
+      for (let n = 1; n <= most; n++) {
+        if (sameTexts(texts(committed.slice(-n)), texts(this.new.slice(0, n)))) {
+          this.new.splice(0, n);
+          break;
+        }
+      }
+    }
+  }
+
+  // Commit and return the words on which the latest hypothesis agrees with the previous one.
+  flush() {
+    const commit = [];
+    for (let i = 0; i < Math.min(this.new.length, this.buffer.length); i++) {
+      if (this.new[i].text.trim() !== this.buffer[i].text.trim()) break;
+      commit.push(this.new[i]);
+    }
+    if (commit.length) {
+      this.lastCommittedTime = commit[commit.length - 1].end;
+      this.lastCommittedWord = commit[commit.length - 1].text;
+    }
+    this.buffer = this.new.slice(commit.length);
+    this.new = [];
+    this.committedInBuffer.push(...commit);
+    return commit;
+  }
+
+  // Forget committed words that end at or before `time` (their audio was cut).
+  popCommitted(time) {
+    while (this.committedInBuffer.length && this.committedInBuffer[0].end <= time) this.committedInBuffer.shift();
+  }
+
+  // The words not yet confirmed.
+  complete() {
+    return this.buffer.slice();
+  }
+}
+
+// The growing audio buffer and the committed words; the caller brings the model.
+// Call processIter whenever `ready` (at least minChunkSeconds of new audio), and finish() at the end.
+export class OnlineASRProcessor {
+  constructor({ minChunkSeconds = 1.0, trimSeconds = 15, sampleRate = SAMPLE_RATE } = {}) {
+    this.minChunkSeconds = minChunkSeconds;
+    this.trimSeconds = trimSeconds;
+    this.sampleRate = sampleRate;
+    this.reset();
+  }
+
+  reset() {
+    this._samples = new Float32Array(0); // storage; the buffer is its first audioLength samples
+    this.audioLength = 0;
+    this.bufferTimeOffset = 0; // stream time of the buffer's first sample
+    this.hypothesis = new HypothesisBuffer();
+    this.committed = [];
+    this._unprocessed = 0; // samples inserted since the last processIter
+  }
+
+  get audio() {
+    return this._samples.slice(0, this.audioLength);
+  }
+
+  get bufferSeconds() {
+    return this.audioLength / this.sampleRate;
+  }
+
+  get ready() {
+    return this._unprocessed >= Math.round(this.minChunkSeconds * this.sampleRate);
+  }
+
+  insertAudio(samples) {
+    const length = this.audioLength + samples.length;
+    if (length > this._samples.length) {
+      const grown = new Float32Array(Math.max(length, 2 * this._samples.length));
+      grown.set(this._samples.subarray(0, this.audioLength));
+      this._samples = grown;
+    }
+    this._samples.set(samples, this.audioLength);
+    this.audioLength = length;
+    this._unprocessed += samples.length;
+  }
+
+  // The last ~200 characters of committed text whose audio is no longer in the buffer.
+  prompt() {
+    const before = texts(this.committed.filter((w) => w.end <= this.bufferTimeOffset));
+    const picked = [];
+    let size = 0;
+    while (before.length && size < PROMPT_CHARS) {
+      const text = before.pop();
+      picked.push(text);
+      size += text.length + 1;
+    }
+    return picked.reverse().join(" ");
+  }
+
+  // Transcribe the buffer (a copy of it) and apply the result. `transcribe(audio, prompt)` may be
+  // async and returns {words, segmentEnds} with times relative to the buffer's start.
+  async processIter(transcribe) {
+    this._unprocessed = 0;
+    return this.applyHypothesis(await transcribe(this.audio, this.prompt()));
+  }
+
+  // The policy step of processIter, for callers that run the model themselves.
+  applyHypothesis({ words = [], segmentEnds = [] }) {
+    this.hypothesis.insert(words, this.bufferTimeOffset);
+    const committed = this.hypothesis.flush();
+    this.committed.push(...committed);
+    if (this.bufferSeconds > this.trimSeconds) this._trimAtSegment(segmentEnds);
+    return { committed, unconfirmed: this.hypothesis.complete() };
+  }
+
+  // Cut at the last segment end (never the final one) inside the committed text.
+  _trimAtSegment(segmentEnds) {
+    if (!this.committed.length) return;
+    const last = this.committed[this.committed.length - 1].end;
+    for (let i = segmentEnds.length - 2; i >= 0; i--) {
+      const time = this.bufferTimeOffset + segmentEnds[i];
+      if (time <= last) {
+        if (time > this.bufferTimeOffset) this.chunkAt(time);
+        return;
+      }
+    }
+  }
+
+  // Drop the audio before stream time `time` and the committed words within it.
+  chunkAt(time) {
+    this.hypothesis.popCommitted(time);
+    const cut = Math.min(Math.round((time - this.bufferTimeOffset) * this.sampleRate), this.audioLength);
+    this._samples.copyWithin(0, cut, this.audioLength);
+    this.audioLength -= cut;
+    this.bufferTimeOffset = time;
+  }
+
+  // Commit the unconfirmed tail as final and start over.
+  finish() {
+    const tail = this.hypothesis.complete();
+    this.reset();
+    return { committed: tail, unconfirmed: [] };
+  }
+}
+
+// events: one [wall time of commit, word end in stream time] per committed word; streamStart: the
+// wall time at which stream time 0 was captured (same clock, seconds).
+// firstCommitLatency: stream start to the first commit; meanCommitLag: mean of commit time minus
+// the moment the word's end was heard. Both null without events.
+export function commitLatency(events, streamStart) {
+  if (!events.length) return { firstCommitLatency: null, meanCommitLag: null };
+  const first = events.reduce((soonest, [wall]) => Math.min(soonest, wall), Infinity) - streamStart;
+  let lag = 0;
+  for (const [wall, end] of events) lag += wall - (streamStart + end);
+  return { firstCommitLatency: first, meanCommitLag: lag / events.length };
+}

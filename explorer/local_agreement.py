@@ -1,0 +1,199 @@
+"""LocalAgreement-2 streaming policy, after ufal/whisper_streaming: no model, no clock, no numpy.
+
+The audio buffer grows; every call transcribes all of it, and a word is committed once two
+consecutive hypotheses agree on it (their longest common prefix). When the buffer passes
+``trim_seconds`` it is cut at the end of a model segment that lies inside the committed text.
+
+Its twin for the browser is ``custom_components/browser_asr/gradio_browser_asr/js/local_agreement.js``
+(same names in camelCase, same behaviour); both run the cases in ``tests/vectors/local_agreement.json``.
+
+Two deliberate differences from whisper_streaming: the audio is cut at the exact sample of the
+trim time (whisper_streaming cuts whole seconds while moving the time offset exactly), and word
+texts are compared without surrounding whitespace (engines differ on the leading space).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Optional, Sequence
+
+from explorer.types import SAMPLE_RATE, Word
+
+MAX_NGRAM = 5  # longest run of already committed words dropped from a new hypothesis
+PROMPT_CHARS = 200  # size of the committed text passed to the model as a prompt
+TIME_SLACK = 0.1  # new words may start this much before the last committed time
+
+
+def _texts(words: Sequence[Word]) -> list[str]:
+    return [w.text.strip() for w in words]
+
+
+class HypothesisBuffer:
+    """Commits the longest common prefix of the last two hypotheses, word by word."""
+
+    def __init__(self) -> None:
+        self.committed_in_buffer: list[Word] = []  # committed words still inside the audio buffer
+        self.buffer: list[Word] = []  # the previous hypothesis' uncommitted tail
+        self.new: list[Word] = []  # the latest hypothesis
+        self.last_committed_time = 0.0
+        self.last_committed_word: Optional[str] = None
+
+    def insert(self, words: Iterable[Word], offset: float) -> None:
+        """Take a hypothesis with times relative to the audio buffer, which starts at ``offset``."""
+        shifted = (replace(w, start=w.start + offset, end=w.end + offset) for w in words)
+        self.new = [w for w in shifted if w.start > self.last_committed_time - TIME_SLACK]
+        if self.new and self.committed_in_buffer and abs(self.new[0].start - self.last_committed_time) < 1:
+            # The model may transcribe the end of the committed text again: drop it (1..5 words).
+            for n in range(1, min(len(self.committed_in_buffer), len(self.new), MAX_NGRAM) + 1):
+                if _texts(self.committed_in_buffer[-n:]) == _texts(self.new[:n]):
+                    del self.new[:n]
+                    break
+
+    def flush(self) -> list[Word]:
+        """Commit and return the words on which the latest hypothesis agrees with the previous one."""
+        commit: list[Word] = []
+        for new, old in zip(self.new, self.buffer):
+            if new.text.strip() != old.text.strip():
+                break
+            commit.append(new)
+        if commit:
+            self.last_committed_time = commit[-1].end
+            self.last_committed_word = commit[-1].text
+        self.buffer = self.new[len(commit) :]
+        self.new = []
+        self.committed_in_buffer.extend(commit)
+        return commit
+
+    def pop_committed(self, time: float) -> None:
+        """Forget committed words that end at or before ``time`` (their audio was cut)."""
+        while self.committed_in_buffer and self.committed_in_buffer[0].end <= time:
+            self.committed_in_buffer.pop(0)
+
+    def complete(self) -> list[Word]:
+        """The words not yet confirmed."""
+        return list(self.buffer)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """What a model makes of the whole audio buffer; times are relative to the buffer's start."""
+
+    words: Sequence[Word]
+    segment_ends: Sequence[float] = ()
+
+
+@dataclass(frozen=True)
+class StreamStep:
+    committed: tuple[Word, ...]  # newly committed words, stream times
+    unconfirmed: tuple[Word, ...]  # the current hypothesis' tail beyond them
+
+
+# transcribe(audio, prompt): audio is a float32 ``array`` at the sample rate (np.frombuffer reads it).
+Transcribe = Callable[[array, str], Hypothesis]
+
+
+class OnlineASRProcessor:
+    """The growing audio buffer and the committed words; the caller brings the model.
+
+    Call ``process_iter`` whenever ``ready`` (at least ``min_chunk_seconds`` of new audio), and
+    ``finish`` at the end of the stream.
+    """
+
+    def __init__(self, min_chunk_seconds: float = 1.0, trim_seconds: float = 15.0, sample_rate: int = SAMPLE_RATE):
+        self.min_chunk_seconds = min_chunk_seconds
+        self.trim_seconds = trim_seconds
+        self.sample_rate = sample_rate
+        self.reset()
+
+    def reset(self) -> None:
+        self.audio = array("f")
+        self.buffer_time_offset = 0.0  # stream time of the buffer's first sample
+        self.hypothesis = HypothesisBuffer()
+        self.committed: list[Word] = []
+        self._unprocessed = 0  # samples inserted since the last process_iter
+
+    @property
+    def buffer_seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+    @property
+    def ready(self) -> bool:
+        return self._unprocessed >= _round(self.min_chunk_seconds * self.sample_rate)
+
+    def insert_audio(self, samples: Iterable[float]) -> None:
+        before = len(self.audio)
+        self.audio.extend(samples)
+        self._unprocessed += len(self.audio) - before
+
+    def prompt(self) -> str:
+        """The last ~200 characters of committed text whose audio is no longer in the buffer."""
+        before = _texts([w for w in self.committed if w.end <= self.buffer_time_offset])
+        picked: list[str] = []
+        size = 0
+        while before and size < PROMPT_CHARS:
+            picked.append(before.pop())
+            size += len(picked[-1]) + 1
+        return " ".join(reversed(picked))
+
+    def process_iter(self, transcribe: Transcribe) -> StreamStep:
+        """Transcribe the buffer (a copy of it) and apply the result."""
+        self._unprocessed = 0
+        return self.apply_hypothesis(transcribe(self.audio[:], self.prompt()))
+
+    def apply_hypothesis(self, hypothesis: Hypothesis) -> StreamStep:
+        """The policy step of ``process_iter``, for callers that run the model themselves."""
+        self.hypothesis.insert(hypothesis.words, self.buffer_time_offset)
+        committed = self.hypothesis.flush()
+        self.committed.extend(committed)
+        if self.buffer_seconds > self.trim_seconds:
+            self._trim_at_segment(hypothesis.segment_ends)
+        return StreamStep(tuple(committed), tuple(self.hypothesis.complete()))
+
+    def _trim_at_segment(self, segment_ends: Sequence[float]) -> None:
+        # Cut at the last segment end (never the final one) inside the committed text.
+        if not self.committed:
+            return
+        last = self.committed[-1].end
+        for end in reversed(list(segment_ends)[:-1]):
+            time = self.buffer_time_offset + end
+            if time <= last:
+                if time > self.buffer_time_offset:
+                    self.chunk_at(time)
+                return
+
+    def chunk_at(self, time: float) -> None:
+        """Drop the audio before stream time ``time`` and the committed words within it."""
+        self.hypothesis.pop_committed(time)
+        cut = min(_round((time - self.buffer_time_offset) * self.sample_rate), len(self.audio))
+        del self.audio[:cut]
+        self.buffer_time_offset = time
+
+    def finish(self) -> StreamStep:
+        """Commit the unconfirmed tail as final and start over."""
+        tail = tuple(self.hypothesis.complete())
+        self.reset()
+        return StreamStep(tail, ())
+
+
+def _round(x: float) -> int:
+    return math.floor(x + 0.5)  # half up, as JavaScript's Math.round
+
+
+@dataclass(frozen=True)
+class CommitLatency:
+    first_commit_latency: Optional[float]  # wall seconds from stream start to the first commit
+    mean_commit_lag: Optional[float]  # mean wall seconds from a word's end being heard to its commit
+
+
+def commit_latency(events: Sequence[tuple[float, float]], stream_start: float) -> CommitLatency:
+    """``events``: one ``(wall time of commit, word end in stream time)`` per committed word;
+    ``stream_start``: the wall time at which stream time 0 was captured (same clock, seconds)."""
+    if not events:
+        return CommitLatency(None, None)
+    first = min(wall for wall, _ in events) - stream_start
+    lag = 0.0
+    for wall, end in events:
+        lag += wall - (stream_start + end)
+    return CommitLatency(first, lag / len(events))
