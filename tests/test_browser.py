@@ -21,7 +21,6 @@ ARGS = [
     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
 ]  # fmt: skip
 TINY_FP32 = "browser/whisper-tiny.en"
-STATUS = "document.querySelector('.basr-status').textContent"
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +58,26 @@ class Page:
         self.page.on("request", lambda r: self.requests.append((r.method, r.url, r.post_data_buffer or b"")))
         self.page.goto(app.url)
         self.page.get_by_role("tab", name="Browser").click()
-        self.page.locator(".basr-status").wait_for()
+        self.panel = self.page.get_by_role("tabpanel")  # the Compare tab holds a second component
+        self.panel.locator(".basr-status").wait_for()
+
+    def at(self, part: str):
+        return self.panel.locator(f".basr-{part}")
 
     def text(self, part: str) -> str:
-        return self.page.locator(f".basr-{part}").inner_text()
+        return self.at(part).inner_text()
 
     def wait_status(self, *prefixes: str, timeout: float = 180) -> str:
-        condition = " || ".join(f"{STATUS}.startsWith({p!r})" for p in (*prefixes, "error"))
-        self.page.wait_for_function(condition, timeout=timeout * 1000)
+        """Wait until this component's status starts with one of `prefixes` (or "error")."""
+        condition = " || ".join(f"s.startsWith({p!r})" for p in (*prefixes, "error"))
+        self.page.wait_for_function(
+            f"(e) => {{ const s = e.textContent; return {condition}; }}",
+            arg=self.at("status").element_handle(),
+            timeout=timeout * 1000,
+        )
         status = self.text("status")
-        assert not status.startswith("error"), status
+        if "error" not in prefixes:
+            assert not status.startswith("error"), status
         return status
 
     def outside(self, base: str) -> list[str]:
@@ -78,16 +87,16 @@ class Page:
 def test_microphone_streams_with_local_agreement_and_only_the_result_reaches_the_server(browser, app, speech_wav):
     wav, reference, seconds = speech_wav
     ui = Page(browser, app)
-    ui.page.locator(".basr-model").select_option(TINY_FP32)
-    ui.page.locator(".basr-load").click()
+    ui.at("model").select_option(TINY_FP32)
+    ui.at("load").click()
     ready = ui.wait_status("Whisper tiny.en")
     assert "WASM" in ready  # no GPU here: WASM, and the UI says so
-    ui.page.locator(".basr-mic").click()
+    ui.at("mic").click()
     start, seen = time.time(), []
     while time.time() - start < seconds + 1:
         seen.append((ui.text("committed"), ui.text("unconfirmed")))
         ui.page.wait_for_timeout(500)
-    ui.page.locator(".basr-stop").click()
+    ui.at("stop").click()
     ui.wait_status("stopped", timeout=240)
 
     assert any(c.strip() and u.strip() for c, u in seen), "committed and unconfirmed text never showed together"
@@ -100,9 +109,7 @@ def test_microphone_streams_with_local_agreement_and_only_the_result_reaches_the
     assert ui.outside(app.url) == []  # nothing outside localhost: assets and model from the app
     # Zero-server: 16 kHz audio is 64 kB a second; nothing the page sent comes near that.
     assert max(len(body) for _, _, body in ui.requests) < 16_000
-    run_id = ui.page.locator(".basr").evaluate("e => e.closest('[data-run-id]')?.dataset.runId || ''") or ui.text(
-        "run"
-    ).split()[-1]
+    run_id = ui.text("run").split()[-1]  # "run <id>", as the component shows it
     result = app.client().predict(run_id, api_name="/browser_result")
     assert result["text"] == final and result["mode"] == "stream" and result["device"] == "wasm"
     m = result["metrics"]
@@ -112,9 +119,9 @@ def test_microphone_streams_with_local_agreement_and_only_the_result_reaches_the
 
 def test_file_mode_transcribes_in_the_page_and_caches_the_model(browser, app, clips):
     ui = Page(browser, app)
-    ui.page.locator(".basr-model").select_option(TINY_FP32)
+    ui.at("model").select_option(TINY_FP32)
     clip = clips[0]
-    ui.page.locator(".basr-file").set_input_files(str(clip.path))
+    ui.at("file").set_input_files(str(clip.path))
     ui.wait_status("done")
     assert score(clip.reference, ui.text("committed")).wer <= 0.15
     metrics = ui.text("metrics")
@@ -130,8 +137,8 @@ def test_file_mode_transcribes_in_the_page_and_caches_the_model(browser, app, cl
     before = len(ui.requests)
     ui.page.reload()
     ui.page.get_by_role("tab", name="Browser").click()
-    ui.page.locator(".basr-model").select_option(TINY_FP32)
-    ui.page.locator(".basr-load").click()
+    ui.at("model").select_option(TINY_FP32)
+    ui.at("load").click()
     ui.wait_status("Whisper tiny.en")
     refetched = [u for _, u, _ in ui.requests[before:] if u.endswith(".onnx")]
     assert refetched == [], f"model files fetched again: {refetched}"
@@ -144,15 +151,14 @@ def test_webgpu_only_with_a_real_adapter(browser, app):
         "async () => { if (!navigator.gpu) return 'none'; const a = await navigator.gpu.requestAdapter(); "
         "return !a ? 'none' : ((a.info && a.info.isFallbackAdapter) || a.isFallbackAdapter) ? 'fallback' : 'real'; }"
     )
-    ui.page.locator(".basr-model").select_option(TINY_FP32)
-    ui.page.locator(".basr-load").click()
+    ui.at("model").select_option(TINY_FP32)
+    ui.at("load").click()
     status = ui.wait_status("Whisper tiny.en")
     if adapter == "real":
         assert "on WEBGPU" in status
     else:
         assert "on WASM" in status and ("no WebGPU" in status or "fallback" in status), status
-        ui.page.locator(".basr-device").select_option("webgpu")
-        ui.page.locator(".basr-load").click()
-        ui.page.wait_for_function(f"{STATUS}.startsWith('error')", timeout=60_000)
-        assert "WebGPU was chosen but" in ui.text("status")
+        ui.at("device").select_option("webgpu")
+        ui.at("load").click()
+        assert "WebGPU was chosen but" in ui.wait_status("error", timeout=60)
     ui.context.close()

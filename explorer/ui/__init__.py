@@ -39,7 +39,7 @@ def build_app(service: ModelService, settings: Settings, runner: BatchRunner) ->
             with gr.Tab("Transcribe"):
                 build_transcribe(service, settings)
             with gr.Tab("Compare"):
-                build_compare(service, settings)
+                build_compare(service, settings, browser_results)
             with gr.Tab("Evaluate"):
                 build_evaluate(service, settings)
             with gr.Tab("Batch"):

@@ -19,6 +19,7 @@ from explorer.compare import REFERENCE, Comparison, compare
 from explorer.scoring import AlignedWord
 from explorer.service import ModelError, ModelService
 from explorer.types import TranscribeOptions, Transcription
+from explorer.ui.browser import BrowserResults, as_transcription, browser_component
 from explorer.ui.transcribe import AUTO, SAMPLES, make_options, metric_cards, model_choices, warnings_markdown
 
 MAX_MODELS = 6
@@ -173,7 +174,7 @@ def summary(request: Optional[Request], reference: str, against: Optional[str], 
 
 
 # -- the tab --------------------------------------------------------------------------------------
-def build_compare(service: ModelService, settings) -> None:
+def build_compare(service: ModelService, settings, browser_results: BrowserResults) -> None:
     max_bytes = int(settings.max_upload_mb * 1024 * 1024)
     choices = model_choices(service)
     known = {key for _, key in choices}
@@ -228,6 +229,9 @@ def build_compare(service: ModelService, settings) -> None:
             exports = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
             with gr.Accordion("Comparison as JSON", open=False):
                 answer = gr.JSON()
+    with gr.Accordion("Add a browser model (runs in this page: pick the same file in it)", open=False):
+        in_browser = browser_component(settings)
+    browser_result = gr.State()
     request = gr.State()
 
     def prepare(audio, models, language, beam_size, vad_filter):
@@ -320,12 +324,25 @@ def build_compare(service: ModelService, settings) -> None:
     # Gradio 6.17 keeps a Dataframe's rendered rows and a plot's colour domain from their first
     # non-empty value (gradio-app/gradio#13611, fixed by #13744): empty both, then fill them.
     gr.on(
-        [reference.blur, against.change, *[s.result.change for s in slots]], lambda: (EMPTY_TABLE, None), None,
+        [reference.blur, against.change, browser_result.change, *[s.result.change for s in slots]],
+        lambda: (EMPTY_TABLE, None), None,
         [table, plot], api_visibility="private", queue=False, trigger_mode="always_last",
     ).then(
-        summarise, [request, reference, against, *[s.result for s in slots]],
+        summarise, [request, reference, against, *[s.result for s in slots], browser_result],
         [table, pending, aligned, note, plot, exports, answer], api_visibility="private", queue=False,
     )  # fmt: skip
+    if in_browser is not None:
+
+        def from_browser(result):
+            """The browser's final result joins the comparison like one more model."""
+            if result is None:
+                return gr.skip()
+            try:
+                return as_transcription(browser_results.add(result))
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from exc
+
+        in_browser.change(from_browser, in_browser, browser_result, api_visibility="private")
     gr.Button(visible=False).click(
         compare_once, [audio, models, reference, language, beam_size, vad_filter, against], answer,
         api_name="compare", concurrency_id="models", concurrency_limit=settings.num_workers,
