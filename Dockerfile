@@ -2,7 +2,8 @@
 # (the Space's persistent volume) so restarts do not download them again.
 FROM python:3.11-slim
 
-RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg \
+# nodejs/npm: only to install the browser component's assets (transformers.js, onnxruntime-web).
+RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd -m -u 1000 user && mkdir -p /data && chown user /data
 
@@ -19,6 +20,8 @@ ENV HOME=/home/user \
 WORKDIR /home/user/app
 
 COPY --chown=user requirements.txt .
+COPY --chown=user custom_components/browser_asr custom_components/browser_asr
+RUN cd custom_components/browser_asr && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --ignore-scripts
 # torch first so the pin picks the CUDA build for this platform rather than a resolver choice.
 RUN pip install --no-cache-dir --user torch==2.13.0 \
     && pip install --no-cache-dir --user -r requirements.txt
