@@ -1,8 +1,11 @@
-"""Command line: ``python -m explorer eval --models KEY[,KEY...] --data DATASET [--out DIR]``.
+"""Command line: ``python -m explorer eval --models KEY[,KEY...] --data DATASET [--out DIR]``
+and ``python -m explorer stream --model KEY --audio FILE [--json OUT]``.
 
-Runs without a display; progress goes to stderr (tqdm), the leaderboard to stdout, and the
-per-utterance rows and summary to ``DIR/results.csv``, ``DIR/summary.csv`` and ``DIR/results.json``
-(the Evaluate tab can reload that JSON).
+Both run without a display. ``eval``: progress goes to stderr (tqdm), the leaderboard to stdout,
+and the per-utterance rows and summary to ``DIR/results.csv``, ``DIR/summary.csv`` and
+``DIR/results.json`` (the Evaluate tab can reload that JSON). ``stream``: the file goes through
+LocalAgreement-2 as if it were arriving live (``explorer.simulate``); each pass is printed as it
+happens, then the latency figures the browser's streaming tab reports.
 """
 
 from __future__ import annotations
@@ -35,15 +38,79 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ev.add_argument("--language", default="en", help="language code; also picks the text normaliser")
     ev.add_argument("--beam-size", type=int, default=1)
     ev.add_argument("--no-vad", action="store_true", help="no voice-activity filter (the probe then shows raw hallucination)")
+    st = sub.add_parser("stream", help="stream a file through LocalAgreement-2 in simulated real time")
+    st.add_argument("--model", required=True, help="model key with word timestamps, e.g. faster-whisper/tiny.en")
+    st.add_argument("--audio", required=True, type=Path, help="audio file")
+    st.add_argument("--min-chunk", type=float, default=1.0, help="seconds of new audio before each pass")
+    st.add_argument("--trim", type=float, default=15.0, help="cut the buffer at a segment end past this many seconds")
+    st.add_argument("--language", default="en", help="language code; also picks the text normaliser")
+    st.add_argument("--beam-size", type=int, default=1)
+    st.add_argument("--no-realtime", action="store_true", help="do not wait for the audio: a chunk per pass, simulated times")
+    st.add_argument("--reference", help="reference transcript: prints the WER of the committed text")
+    st.add_argument("--json", type=Path, default=None, help="write the report (and the score) to this JSON file")
     args = parser.parse_args(argv)
-    if not args.data and not args.probe:
+    if args.command == "eval" and not args.data and not args.probe:
         parser.error("give --data, --probe or both")
+    if args.command == "stream" and args.min_chunk <= 0:
+        parser.error("--min-chunk must be positive")
     return args
+
+
+def _seconds(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.2f} s"
+
+
+def _tail(text: str, size: int = 100) -> str:
+    return text if len(text) <= size else "…" + text[-size:]
+
+
+def stream(args: argparse.Namespace) -> int:
+    import json
+
+    from explorer import catalog
+    from explorer.audio import AudioError, load_audio
+    from explorer.config import Settings
+    from explorer.scoring import score
+    from explorer.service import ModelError, ModelService
+    from explorer.simulate import StreamStepRecord, simulate_stream
+    from explorer.types import TranscribeOptions
+
+    def show(step: StreamStepRecord) -> None:
+        text = " ".join(t for t in (_tail(step.committed), step.unconfirmed and f"[{step.unconfirmed}]") if t)
+        print(f"{step.time:6.1f} s (audio {step.audio_seconds:5.1f} s) | {text}", flush=True)
+
+    try:
+        catalog.get(args.model)
+        audio = load_audio(args.audio)
+        options = TranscribeOptions(language=args.language, beam_size=args.beam_size)
+        service = ModelService(Settings.from_env())
+        report = simulate_stream(
+            service, args.model, audio, options, args.min_chunk, args.trim, realtime=not args.no_realtime, on_step=show
+        )
+    except (KeyError, AudioError, ModelError, ValueError) as exc:
+        print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
+        return 2
+    print(f"\n{report.text}\n")
+    print(f"model                 {report.model} ({'real time' if report.realtime else 'simulated time'})")
+    print(f"audio                 {report.audio_seconds:.2f} s in {report.iterations} passes, {report.trims} buffer trims")
+    print(f"first-commit latency  {_seconds(report.first_commit_latency)}")
+    print(f"mean commit lag       {_seconds(report.mean_commit_lag)}")
+    print(f"processing            {report.processing_seconds:.2f} s (wall {report.wall_seconds:.2f} s)")
+    result = report.to_dict()
+    if args.reference is not None:
+        scored = score(args.reference, report.text, args.language)
+        print(f"WER                   {scored.wer:.3f} ({scored.word_errors}/{scored.reference_words} words, {scored.normalizer})")
+        result["score"] = asdict(scored)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.command == "stream":
+        return stream(args)
 
     from tqdm import tqdm
 

@@ -45,6 +45,9 @@ class TranscribeOptions:
     beam_size: int = 1
     word_timestamps: bool = False
     vad_filter: bool = True
+    # Text the decoder is conditioned on (Whisper's initial prompt): streaming passes the
+    # committed text whose audio has left the buffer. None or "" = no prompt.
+    prompt: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.task not in ("transcribe", "translate"):

@@ -30,8 +30,10 @@ class FasterWhisperEngine:
             word_timestamps=options.word_timestamps,
             vad_filter=options.vad_filter,
             # Each window decoded on its own: previous text as prompt is the main cause of
-            # Whisper's repetition loops on long audio.
+            # Whisper's repetition loops on long audio. An explicit prompt still conditions the
+            # first window (all of a streaming buffer).
             condition_on_previous_text=False,
+            initial_prompt=options.prompt or None,
         )
         yield LanguageInfo(info.language, info.language_probability)
         for s in segments:
@@ -65,6 +67,7 @@ class FasterWhisperEngine:
             word_timestamps=options.word_timestamps,
             vad_filter=False,
             clip_timestamps=clips,
+            initial_prompt=options.prompt or None,
             batch_size=len(audios),
             without_timestamps=False,
         )

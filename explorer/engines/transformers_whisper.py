@@ -17,7 +17,10 @@ models ignore it), ``task`` (transcribe/translate, multilingual models only), ``
 (transformers cannot stream beam search: with ``beam_size > 1`` generation runs without a
 streamer and the tokens are yielded only when it ends — honest timing, not fake streaming).
 ``word_timestamps`` is ignored: transformers' token timestamps need cross-attention DTW in eager
-attention; segments carry no words. ``vad_filter`` does not apply.
+attention; segments carry no words. ``vad_filter`` does not apply. ``prompt`` becomes
+``prompt_ids`` (Whisper's previous-text prompt, on the first window of long-form audio): the
+streamer's first ids of a window are then the prompt and the start tokens, which ``_WindowFilter``
+skips, and the returned sequences and segments hold only the generated tokens.
 """
 
 from __future__ import annotations
@@ -157,6 +160,8 @@ class WhisperEngine:
             kwargs.update(language=language, task=options.task)
         elif not self.multilingual:
             yield LanguageInfo(self.spec.languages[0])
+        if options.prompt:
+            kwargs["prompt_ids"] = self.processor.get_prompt_ids(options.prompt, return_tensors="pt").to(self.device)
         stream = options.beam_size == 1
         if not stream:
             kwargs["num_beams"] = options.beam_size

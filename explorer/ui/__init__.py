@@ -45,7 +45,7 @@ def build_app(service: ModelService, settings: Settings, runner: BatchRunner) ->
             with gr.Tab("Batch"):
                 build_batch(service, settings, runner)
             with gr.Tab("Browser"):
-                build_browser(settings, browser_results)
+                build_browser(service, settings, browser_results)
             with gr.Tab("Models"):
                 build_models(service)
     # Model calls share one concurrency group ("models", limit NUM_WORKERS); max_size bounds the wait.

@@ -7,17 +7,22 @@ back through the API with /browser_result.
 
 from __future__ import annotations
 
+import html
 import math
+import queue
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Optional
 
 import gradio as gr
 from gradio_browser_asr import BrowserASR, BrowserModel, assets_missing
 
+from explorer import catalog
 from explorer import metrics as metric_defs
+from explorer.audio import AudioError, load_audio
 from explorer.config import Settings
+from explorer.service import ModelError, ModelService
+from explorer.simulate import StreamReport, simulate_stream
 from explorer.types import Metrics, TranscribeOptions, Transcription
 
 HUB_MODELS = (
@@ -114,7 +119,87 @@ def browser_component(settings: Settings, **kwargs) -> Optional[BrowserASR]:
     return BrowserASR(browser_models(settings), models_dir=settings.models_dir, **kwargs)
 
 
-def build_browser(settings: Settings, results: BrowserResults) -> None:
+def stream_html(committed: str, unconfirmed: str) -> str:
+    """Committed text as is, the unconfirmed tail muted: the same look as the browser's."""
+    tail = f" <span style='opacity:0.45;font-style:italic'>{html.escape(unconfirmed)}</span>" if unconfirmed else ""
+    return f"<div>{html.escape(committed)}{tail}</div>"
+
+
+def report_summary(report: StreamReport) -> dict:
+    return {
+        "model": report.model,
+        "text": report.text,
+        "first_commit_latency": report.first_commit_latency,
+        "mean_commit_lag": report.mean_commit_lag,
+        "passes": report.iterations,
+        "trims": report.trims,
+        "audio_seconds": report.audio_seconds,
+        "processing_seconds": report.processing_seconds,
+        "wall_seconds": report.wall_seconds,
+    }
+
+
+def build_server_stream(service: ModelService, settings: Settings) -> None:
+    """The same LocalAgreement-2 on the server (faster-whisper), fed a file in simulated real time."""
+    keys = [m.key for m in catalog.MODELS if m.engine == "faster-whisper" and service.availability[m.key].status != "unavailable"]
+    max_bytes = int(settings.max_upload_mb * (1 << 20))
+
+    def run(audio, model, language, min_chunk, progress=gr.Progress()):
+        """Stream a file through LocalAgreement-2 with a faster-whisper model in real time; yields
+        (committed + muted tail as HTML, summary) per pass, the last with the first-commit latency
+        and mean commit lag."""
+        if audio is None:
+            raise gr.Error("No audio: upload a file.")
+        try:
+            decoded = load_audio(audio, max_seconds=settings.max_audio_seconds, max_bytes=max_bytes)
+            options = TranscribeOptions(language=language or None)
+            service.preload(model)  # the stream's clock starts after the model is loaded
+        except (AudioError, ModelError, KeyError, ValueError) as exc:
+            raise gr.Error(str(exc).strip("'\"")) from exc
+        steps: "queue.Queue" = queue.Queue()
+        outcome: dict = {}
+
+        def work():
+            try:
+                outcome["report"] = simulate_stream(
+                    service, model, decoded, options, float(min_chunk), on_step=steps.put
+                )
+            except Exception as exc:  # shown to the user below; the worker thread must not die silently
+                outcome["error"] = exc
+            steps.put(None)
+
+        threading.Thread(target=work, daemon=True).start()
+        while (step := steps.get()) is not None:
+            progress((min(step.audio_seconds, decoded.duration), decoded.duration), desc="streaming", unit="s")
+            yield stream_html(step.committed, step.unconfirmed), gr.skip()
+        if "error" in outcome:
+            raise gr.Error(str(outcome["error"]))
+        report = outcome["report"]
+        yield stream_html(report.text, ""), report_summary(report)
+
+    gr.Markdown(
+        "### Server streaming (simulation)\nThe same policy in Python (`explorer/local_agreement.py`) with "
+        "faster-whisper: the file is fed at real-time pace, one pass per second of new audio, and the same "
+        "first-commit latency and mean commit lag are reported, so browser and server streaming compare on one clip."
+    )
+    with gr.Row():
+        with gr.Column():
+            audio = gr.Audio(sources=["upload"], type="filepath", label="Audio")
+            model = gr.Dropdown(keys, value=keys[0] if keys else None, label="Server model")
+            with gr.Row():
+                language = gr.Textbox("en", label="Language")
+                min_chunk = gr.Slider(0.5, 3.0, value=1.0, step=0.5, label="Min chunk (s)")
+            button = gr.Button("Stream on the server")
+        with gr.Column():
+            text = gr.HTML(label="Committed (normal) and unconfirmed (muted)")
+            summary = gr.JSON(label="Latency")
+    button.click(
+        run, [audio, model, language, min_chunk], [text, summary], api_name="simulate_stream",
+        concurrency_id="models", concurrency_limit=settings.num_workers,
+    )  # fmt: skip
+
+
+def build_browser(service: ModelService, settings: Settings, results: BrowserResults) -> None:
     gr.Markdown(
         "Whisper runs **in this browser** with transformers.js: on WebGPU when the browser has a real "
         "(non-fallback) adapter, else on WASM. Audio never leaves the page; the server receives only the "
@@ -124,6 +209,7 @@ def build_browser(settings: Settings, results: BrowserResults) -> None:
     )
     component = browser_component(settings)
     if component is None:
+        build_server_stream(service, settings)
         return
     received = gr.JSON(label="Received by the server (final transcript and metrics only)")
 
@@ -144,3 +230,4 @@ def build_browser(settings: Settings, results: BrowserResults) -> None:
 
     component.change(receive, component, received, api_visibility="private")
     gr.api(browser_result, api_name="browser_result", queue=False)
+    build_server_stream(service, settings)
