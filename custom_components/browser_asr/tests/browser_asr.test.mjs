@@ -1,0 +1,40 @@
+// Pure parts of browser_asr.js: device choice, timed words from Whisper chunks, token metrics.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { pickDevice, tokenMetrics, wordsFromChunks } from "../gradio_browser_asr/js/browser_asr.js";
+
+const gpu = (adapter) => ({ requestAdapter: async () => adapter });
+
+test("WebGPU only with a real adapter", async () => {
+  assert.equal((await pickDevice("auto", gpu({ info: { isFallbackAdapter: false } }))).device, "webgpu");
+  const fallback = await pickDevice("auto", gpu({ info: { isFallbackAdapter: true } }));
+  assert.deepEqual(fallback, { device: "wasm", reason: "the WebGPU adapter is a software fallback" });
+  assert.equal((await pickDevice("auto", gpu({ isFallbackAdapter: true }))).device, "wasm"); // older spec field
+  assert.deepEqual(await pickDevice("auto", gpu(null)), { device: "wasm", reason: "no WebGPU adapter" });
+  assert.deepEqual(await pickDevice("auto", undefined), { device: "wasm", reason: "this browser has no WebGPU" });
+});
+
+test("a forced choice is honoured, or refused with the reason", async () => {
+  assert.equal((await pickDevice("wasm", gpu({ info: { isFallbackAdapter: false } }))).device, "wasm");
+  assert.equal((await pickDevice("webgpu", gpu({ info: {} }))).device, "webgpu");
+  await assert.rejects(pickDevice("webgpu", gpu(null)), /WebGPU was chosen but no WebGPU adapter/);
+});
+
+test("words share their segment's time by length; segment ends are kept", () => {
+  const { words, segmentEnds } = wordsFromChunks(
+    [{ timestamp: [0, 3], text: " ab abcd" }, { timestamp: [3, null], text: " x" }, { timestamp: [4, 5], text: " " }],
+    4.5,
+  );
+  assert.deepEqual(words.map((w) => w.text), ["ab", "abcd", "x"]);
+  assert.deepEqual(words.map((w) => [w.start, w.end]), [[0, 1], [1, 3], [3, 4.5]]); // open end: the audio's end
+  assert.deepEqual(segmentEnds, [3, 4.5]); // an empty chunk adds nothing
+  assert.deepEqual(wordsFromChunks(undefined, 1), { words: [], segmentEnds: [] });
+});
+
+test("TTFT is the first token's delay, ITL the mean gap", () => {
+  const m = tokenMetrics(10, [10.5, 10.7, 11.1]);
+  assert.equal(m.ttft_seconds, 0.5);
+  assert.ok(Math.abs(m.itl_seconds - 0.3) < 1e-12);
+  assert.equal(m.tokens, 3);
+  assert.deepEqual(tokenMetrics(10, []), { ttft_seconds: null, itl_seconds: null, tokens: 0 });
+});
