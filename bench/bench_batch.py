@@ -57,8 +57,11 @@ def transcribe_once(client, path: Path) -> float:
     return time.perf_counter() - start
 
 
-def app_batch(models_dir: Path, paths: list[Path], batch_size: int, log: Path) -> tuple[float, list[float], float]:
-    """Batch wall time, interactive latencies during the batch, and the idle latency."""
+def app_batch(
+    models_dir: Path, paths: list[Path], batch_size: int, log: Path, probe_latency: bool = False
+) -> tuple[float, list[float], float]:
+    """Batch wall time, interactive latencies during the batch (when probed: then the batch time
+    includes those requests too), and the idle latency."""
     with tempfile.TemporaryDirectory() as data:
         app = RunningApp(models_dir, log, DATA_DIR=data, BATCH_SIZE=batch_size, NUM_WORKERS=1, HF_HUB_OFFLINE=1)
         try:
@@ -79,7 +82,7 @@ def app_batch(models_dir: Path, paths: list[Path], batch_size: int, log: Path) -
                     time.sleep(0.5)
 
             thread = threading.Thread(target=probe)
-            if batch_size > 1:  # probe once; the latency of the interactive path is the same either way
+            if probe_latency:
                 thread.start()
             for _ in client.submit(sub["token"], sub["batch"], api_name="/watch_batch"):
                 pass
@@ -106,13 +109,11 @@ def main() -> None:
         zoo.prepare(models_dir=models_dir, names=["whisper-tiny.en-ct2"], log=lambda _: None)
         weights = models_dir / "whisper-tiny.en-ct2"
         loop = plain_loop(weights, paths)
-        one, _, idle = app_batch(models_dir, paths, 1, Path(tmp) / "app1.log")
-        eight, latencies, _ = app_batch(models_dir, paths, Settings.batch_size, Path(tmp) / "app8.log")
-    rows = [
-        ("plain loop of WhisperModel.transcribe", loop, 1.0),
-        ("app batch, BATCH_SIZE=1 (one file per call)", one, loop / one),
-        (f"app batch, BATCH_SIZE={Settings.batch_size} (cross-file batching)", eight, loop / eight),
-    ]
+        rows = [("plain loop of WhisperModel.transcribe", loop, 1.0)]
+        for size in (1, 8, 16):
+            took, _, idle = app_batch(models_dir, paths, size, Path(tmp) / f"app{size}.log")
+            rows.append((f"app batch, BATCH_SIZE={size}" + (" (one file per call)" if size == 1 else ""), took, loop / took))
+        _, latencies, _ = app_batch(models_dir, paths, Settings.batch_size, Path(tmp) / "probe.log", probe_latency=True)
     table = pd.DataFrame(rows, columns=["how", "seconds", "throughput vs loop"])
     table["audio s / s"] = audio_seconds / table["seconds"]
     print(f"{args.files} files, {audio_seconds:.1f} s of audio; {platform.machine()}, {os.cpu_count()} cores\n")
@@ -121,8 +122,8 @@ def main() -> None:
     lat = pd.DataFrame(
         [
             ("idle (median of 3)", idle, 1),
-            ("during the batch (median)", statistics.median(latencies) if latencies else float("nan"), len(latencies)),
-            ("during the batch (max)", max(latencies) if latencies else float("nan"), len(latencies)),
+            (f"during a BATCH_SIZE={Settings.batch_size} batch (median)", statistics.median(latencies) if latencies else float("nan"), len(latencies)),
+            (f"during a BATCH_SIZE={Settings.batch_size} batch (max)", max(latencies) if latencies else float("nan"), len(latencies)),
         ],
         columns=["/transcribe of a 3 s clip", "seconds", "requests"],
     )
