@@ -106,6 +106,7 @@ def test_csv_and_json_exports_round_trip(results, clip):
         "beam_size": 1,
         "word_timestamps": False,
         "vad_filter": True,
+        "prompt": None,
     }
     assert data["results"] == json.loads(json.dumps([t.to_dict() for t in results]))
     assert [r["model"] for r in data["rows"]] == [TINY, BASE]
