@@ -3,7 +3,10 @@ and ``python -m explorer stream --model KEY --audio FILE [--json OUT]``.
 
 Both run without a display. ``eval``: progress goes to stderr (tqdm), the leaderboard to stdout,
 and the per-utterance rows and summary to ``DIR/results.csv``, ``DIR/summary.csv`` and
-``DIR/results.json`` (the Evaluate tab can reload that JSON). ``stream``: the file goes through
+``DIR/results.json`` (the Evaluate tab can reload that JSON). ``eval --backend ray [--address A]``
+runs the same evaluation on a Ray cluster (``explorer.distributed``): Ray Data prints the progress,
+the summary adds ``throughput_rtfx`` (audio / wall-clock seconds), each row its ``node_id``, and
+``DIR/results.parquet`` is written too. ``stream``: the file goes through
 LocalAgreement-2 as if it were arriving live (``explorer.simulate``); each pass is printed as it
 happens, then the latency figures the browser's streaming tab reports.
 """
@@ -38,6 +41,12 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ev.add_argument("--language", default="en", help="language code; also picks the text normaliser")
     ev.add_argument("--beam-size", type=int, default=1)
     ev.add_argument("--no-vad", action="store_true", help="no voice-activity filter (the probe then shows raw hallucination)")
+    ev.add_argument(
+        "--backend", choices=("local", "ray"), default="local",
+        help="local: in this process; ray: on a Ray cluster (explorer.distributed; needs `pip install ray[data]`)",
+    )  # fmt: skip
+    ev.add_argument("--address", help="Ray backend: the cluster to join, e.g. 10.0.0.1:6379 (default: start a local one)")
+    ev.add_argument("--actors", type=int, default=1, help="Ray backend: transcription actors per model (1 CPU each)")
     st = sub.add_parser("stream", help="stream a file through LocalAgreement-2 in simulated real time")
     st.add_argument("--model", required=True, help="model key with word timestamps, e.g. faster-whisper/tiny.en")
     st.add_argument("--audio", required=True, type=Path, help="audio file")
@@ -51,6 +60,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.command == "eval" and not args.data and not args.probe:
         parser.error("give --data, --probe or both")
+    if args.command == "eval" and args.backend == "local" and (args.address or args.actors != 1):
+        parser.error("--address and --actors are for --backend ray")
+    if args.command == "eval" and args.actors < 1:
+        parser.error("--actors must be at least 1")
     if args.command == "stream" and args.min_chunk <= 0:
         parser.error("--min-chunk must be positive")
     return args
@@ -127,19 +140,37 @@ def main(argv: Optional[list[str]] = None) -> int:
         utterances = load_dataset(args.data, config=args.config, split=args.split, limit=args.limit) if args.data else []
         utterances += probe_utterances() if args.probe else []
         options = TranscribeOptions(language=args.language, beam_size=args.beam_size, vad_filter=not args.no_vad)
-        service = ModelService(Settings.from_env())
-        with tqdm(total=len(models) * len(utterances), unit="utt", file=sys.stderr) as bar:
-            rows = evaluate(service, models, utterances, options, args.language, on_result=lambda r: bar.update(1))
+        if args.backend == "ray":  # Ray Data prints its own progress
+            try:
+                import ray  # noqa: F401
+
+                from explorer.distributed import evaluate_on_ray
+            except ImportError:
+                print("error: --backend ray needs Ray: pip install 'ray[data]'", file=sys.stderr)
+                return 2
+
+            run = evaluate_on_ray(models, utterances, options, args.language, actors=args.actors, address=args.address)
+            rows, summary = run.rows, run.summary(args.language)
+        else:
+            service = ModelService(Settings.from_env())
+            with tqdm(total=len(models) * len(utterances), unit="utt", file=sys.stderr) as bar:
+                rows = evaluate(service, models, utterances, options, args.language, on_result=lambda r: bar.update(1))
+            summary = summarize(rows, args.language)
     except (KeyError, DatasetError, ModelError, ValueError) as exc:
         print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
         return 2
-    summary = summarize(rows, args.language)
     print(summary.to_string(index=False))
     for row in rows[rows["error"] != ""].itertuples():
         print(f"failed: {row.model} {row.id}: {row.error}", file=sys.stderr)
     if args.out:
         meta = {"data": str(args.data), "models": models, "language": args.language, "options": asdict(options), "probe": args.probe}
+        if args.backend == "ray":
+            meta.update(backend="ray", address=args.address, actors=args.actors)
         save_results(args.out, rows, summary, meta)
+        if args.backend == "ray":
+            from explorer.distributed import save_parquet
+
+            save_parquet(args.out, rows)
     return 0 if (rows["error"] == "").all() else 1
 
 

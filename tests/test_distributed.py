@@ -1,0 +1,135 @@
+"""The Ray backend (explorer.distributed) on a real local Ray cluster with real tiny.en: the same
+rows as the in-process evaluation, failures recorded, and Ray kept out of the app."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pandas as pd
+import pytest
+
+from explorer.evaluate import Utterance, evaluate, summarize
+from explorer.types import TranscribeOptions
+from tests.test_evaluate import ROOT, run_cli
+
+ray = pytest.importorskip("ray", reason="the Ray backend is optional: pip install -r requirements-dev.txt")
+
+MODEL = "faster-whisper/tiny.en"
+OPTIONS = TranscribeOptions(language="en", beam_size=1)
+
+
+def test_app_and_local_backend_import_nothing_from_ray():
+    code = "import explorer.evaluate, explorer.__main__, explorer.service, sys; assert 'ray' not in sys.modules, 'ray imported'"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_cli_on_ray_writes_rows_with_node_ids_parquet_and_failures(clips, models_dir, tmp_path):
+    """Runs before the in-process cluster below starts: the CLI starts (and stops) its own."""
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    manifest = tmp_path / "m.csv"
+    audio = [str(c.path) for c in clips[:2]] + [str(bad)]
+    pd.DataFrame({"audio": audio, "reference": [c.reference for c in clips[:2]] + ["anything"]}).to_csv(manifest, index=False)
+    out = run_cli(models_dir, "--models", MODEL, "--data", manifest, "--out", tmp_path / "out", "--backend", "ray")
+    assert out.returncode == 1, out.stderr[-3000:]  # one utterance failed; the rest completed
+    rows = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert list(rows["id"]) == [c.path.stem for c in clips[:2]] + ["bad"]
+    assert list(rows["error"] != "") == [False, False, True] and "bad.wav" in rows["error"].iloc[2]
+    assert rows["node_id"].str.len().gt(0).all()
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["meta"]["backend"] == "ray" and saved["summary"][0]["throughput_rtfx"] > 0
+    assert saved["summary"][0]["failed"] == 1 and saved["summary"][0]["utterances"] == 2
+    assert f"failed: {MODEL} bad:" in out.stderr
+
+
+def _start_node(*args: str, env: dict) -> subprocess.Popen:
+    """`ray start --block` in its own process group, so the test stops exactly what it started."""
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    command = [ray_cli, "start", "--block", "--num-cpus", "2", *args]
+    return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_node(node: subprocess.Popen) -> None:
+    os.killpg(node.pid, signal.SIGTERM)  # the node drains for up to 30 s, then stops its processes
+    try:
+        node.wait(45)
+    except subprocess.TimeoutExpired:
+        os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
+
+
+def test_two_node_cluster_transcribes_on_both_nodes(clips, models_dir, tmp_path):
+    """A head and a second node on this machine (token auth off: loopback only); two actors,
+    spread over the nodes by Ray Data's default SPREAD scheduling, each take some of the rows."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.update(MODELS_DIR=str(models_dir), HF_HUB_OFFLINE="1")
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths have a length limit
+    head = _start_node("--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", temp_dir, env=env)
+    nodes = [head]
+    try:
+        time.sleep(8)
+        nodes.append(_start_node("--address", f"127.0.0.1:{port}", "--resources", '{"node2": 1}', env=env))
+        time.sleep(8)
+        manifest = tmp_path / "m.csv"
+        pd.DataFrame({"audio": [str(c.path) for c in clips], "reference": [c.reference for c in clips]}).to_csv(manifest, index=False)
+        args = ["eval", "--models", MODEL, "--data", manifest, "--out", tmp_path / "out", "--backend", "ray"]
+        args += ["--address", f"127.0.0.1:{port}", "--actors", "2"]
+        out = subprocess.run([sys.executable, "-m", "explorer", *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        rows = pd.read_parquet(tmp_path / "out" / "results.parquet")
+        assert len(rows) == 5 and (rows["error"] == "").all()
+        assert rows["node_id"].nunique() == 2, rows[["id", "node_id"]]
+    finally:
+        for node in reversed(nodes):
+            _stop_node(node)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(models_dir):
+    from explorer import distributed
+
+    saved = {k: os.environ.get(k) for k in ("MODELS_DIR", "HF_HUB_OFFLINE")}
+    os.environ.update(MODELS_DIR=str(models_dir), HF_HUB_OFFLINE="1")  # handed to the workers
+    distributed.connect(num_cpus=2)
+    yield
+    ray.shutdown()
+    for key, value in saved.items():
+        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+def test_ray_and_in_process_give_the_same_hypotheses_and_wer(ray_cluster, clips, service):
+    from explorer.distributed import evaluate_on_ray
+
+    utterances = [Utterance(c.path.stem, c.path, c.reference) for c in clips]
+    local = evaluate(service, [MODEL], utterances, OPTIONS)
+    run = evaluate_on_ray([MODEL], utterances, OPTIONS, actors=1)
+    columns = ["model", "id", "kind", "reference", "hypothesis", "wer", "substitutions", "deletions", "insertions",
+               "reference_words", "hypothesis_words", "audio_seconds", "error"]  # fmt: skip
+    pd.testing.assert_frame_equal(run.rows[columns], local[columns])
+    assert run.rows["node_id"].eq(ray.get_runtime_context().get_node_id()).all()
+    summary, expected = run.summary().iloc[0], summarize(local).iloc[0]
+    assert summary["wer"] == expected["wer"] and summary["reference_words"] == 71
+    assert summary["rtfx"] > 0 and 0 < summary["throughput_rtfx"] < summary["rtfx"]  # wall time includes the load
+
+
+def test_a_bad_file_fails_alone_on_ray(ray_cluster, clips, tmp_path):
+    from explorer.distributed import evaluate_on_ray
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    utterances = [Utterance("bad", bad, "anything")] + [Utterance(c.path.stem, c.path, c.reference) for c in clips[:2]]
+    rows = evaluate_on_ray([MODEL], utterances, OPTIONS).rows
+    assert list(rows["id"]) == ["bad"] + [c.path.stem for c in clips[:2]]
+    assert "bad.wav" in rows["error"].iloc[0] and (rows["error"].iloc[1:] == "").all()
+    assert rows["hypothesis"].iloc[1:].str.len().gt(0).all() and rows["wer"].iloc[1:].notna().all()
