@@ -62,48 +62,46 @@ class ModelSpec:
         return "; ".join(parts)
 
 
-def _fw(size: str, mb: int, packaged: Optional[str] = None) -> ModelSpec:
+def _whisper(size: str, mb: int, *, key: str, runtime: str, engine: Engine, hub_repo: str, **extra) -> ModelSpec:
+    """A Whisper checkpoint in one runtime: English-only sizes (".en") neither detect nor translate."""
     english = size.endswith(".en")
     return ModelSpec(
-        key=f"faster-whisper/{size}",
-        name=f"Whisper {size} · faster-whisper",
-        engine="faster-whisper",
-        hub_repo=f"Systran/faster-whisper-{size}",
-        packaged=packaged,
+        key=key,
+        name=f"Whisper {size} · {runtime}",
+        engine=engine,
+        hub_repo=hub_repo,
         languages=("en",) if english else WHISPER_LANGUAGES,
         translates=not english,
         size_mb=mb,
+        **extra,
     )
+
+
+def _fw(size: str, mb: int, packaged: Optional[str] = None) -> ModelSpec:
+    return _whisper(
+        size, mb, key=f"faster-whisper/{size}", runtime="faster-whisper", engine="faster-whisper",
+        hub_repo=f"Systran/faster-whisper-{size}", packaged=packaged,
+    )  # fmt: skip
 
 
 def _hf_whisper(size: str, mb: int, packaged: Optional[str] = None) -> ModelSpec:
-    english = size.endswith(".en")
-    return ModelSpec(
-        key=f"transformers/whisper-{size}",
-        name=f"Whisper {size} · transformers",
-        engine="transformers",
-        hub_repo=f"openai/whisper-{size}",
-        packaged=packaged,
-        languages=("en",) if english else WHISPER_LANGUAGES,
-        translates=not english,
-        size_mb=mb,
-    )
+    return _whisper(
+        size, mb, key=f"transformers/whisper-{size}", runtime="transformers", engine="transformers",
+        hub_repo=f"openai/whisper-{size}", packaged=packaged,
+    )  # fmt: skip
 
 
 def _onnx_whisper(size: str, mb: int, packaged: str, precision: str = "fp32") -> ModelSpec:
     """The transformers.js export, run server-side in onnxruntime; a "-q8" key picks the
     quantized graphs (see engines/onnx_whisper.py)."""
-    english = size.endswith(".en")
     suffix = "" if precision == "fp32" else "_quantized"  # transformers.js names q8 graphs so
-    return ModelSpec(
+    return _whisper(
+        size, mb,
         key=f"onnx/whisper-{size}" + ("" if precision == "fp32" else f"-{precision}"),
-        name=f"Whisper {size} · ONNX {precision} (onnxruntime)",
+        runtime=f"ONNX {precision} (onnxruntime)",
         engine="onnx",
         hub_repo=f"onnx-community/whisper-{size}",
         packaged=packaged,
-        languages=("en",) if english else WHISPER_LANGUAGES,
-        translates=not english,
-        size_mb=mb,
         # onnx-community repos hold some twenty precision variants: fetch only this one's graphs
         hub_files=(
             "*.json",
@@ -111,7 +109,7 @@ def _onnx_whisper(size: str, mb: int, packaged: str, precision: str = "fp32") ->
             f"onnx/encoder_model{suffix}.onnx*",
             f"onnx/decoder_model_merged{suffix}.onnx*",
         ),
-    )
+    )  # fmt: skip
 
 
 MODELS: tuple[ModelSpec, ...] = (
