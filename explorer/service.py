@@ -378,13 +378,11 @@ class ModelService:
                 return update.result
         raise AssertionError("stream ended without a result")  # stream always yields one
 
-    def batchable(self, key: str, audio: Audio, options: TranscribeOptions) -> bool:
+    @staticmethod
+    def batchable(engine: Engine, audio: Audio, options: TranscribeOptions) -> bool:
         """Whether this file can share a batched call: a batching engine, options it can batch
         with, one decoder window of audio, and speech in it (else there is nothing to decode)."""
-        with self._lock:
-            model = self._loaded.get(key)
-        engine = model.engine if model else None
-        if engine is None or not hasattr(engine, "transcribe_batch") or not engine.can_batch(options):
+        if not hasattr(engine, "transcribe_batch") or not engine.can_batch(options):
             return False
         if not MIN_AUDIO_SECONDS <= audio.duration <= engine.batch_window_seconds:
             return False
@@ -399,7 +397,7 @@ class ModelService:
         options, warnings = self.fit_options(spec, options)
         with self.slots.hold(interactive=False):
             with self.checkout(key) as (model, load_seconds):
-                together = [i for i, a in enumerate(audios) if self.batchable(key, a, options)]
+                together = [i for i, a in enumerate(audios) if self.batchable(model.engine, a, options)]
                 results: dict[int, Transcription] = {}
                 if len(together) > 1:
                     start = time.perf_counter()
