@@ -46,7 +46,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         help="local: in this process; ray: on a Ray cluster (explorer.distributed; needs `pip install ray[data]`)",
     )  # fmt: skip
     ev.add_argument("--address", help="Ray backend: the cluster to join, e.g. 10.0.0.1:6379 (default: start a local one)")
-    ev.add_argument("--actors", type=int, default=1, help="Ray backend: transcription actors per model (1 CPU each)")
+    ev.add_argument(
+        "--actors", type=int, default=None,
+        help="Ray backend: transcription actors per model (default: one per GPU of the cluster, or 1 without GPUs)",
+    )  # fmt: skip
+    ev.add_argument("--gpus-per-actor", type=float, default=None, help="Ray backend: GPUs per actor (default: 1 if the cluster has GPUs, else 0)")
     st = sub.add_parser("stream", help="stream a file through LocalAgreement-2 in simulated real time")
     st.add_argument("--model", required=True, help="model key with word timestamps, e.g. faster-whisper/tiny.en")
     st.add_argument("--audio", required=True, type=Path, help="audio file")
@@ -60,9 +64,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.command == "eval" and not args.data and not args.probe:
         parser.error("give --data, --probe or both")
-    if args.command == "eval" and args.backend == "local" and (args.address or args.actors != 1):
-        parser.error("--address and --actors are for --backend ray")
-    if args.command == "eval" and args.actors < 1:
+    if args.command == "eval" and args.backend == "local" and (args.address or args.actors or args.gpus_per_actor is not None):
+        parser.error("--address, --actors and --gpus-per-actor are for --backend ray")
+    if args.command == "eval" and args.actors is not None and args.actors < 1:
         parser.error("--actors must be at least 1")
     if args.command == "stream" and args.min_chunk <= 0:
         parser.error("--min-chunk must be positive")
@@ -149,7 +153,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print("error: --backend ray needs Ray: pip install 'ray[data]'", file=sys.stderr)
                 return 2
 
-            run = evaluate_on_ray(models, utterances, options, args.language, actors=args.actors, address=args.address)
+            run = evaluate_on_ray(
+                models, utterances, options, args.language, actors=args.actors, gpus_per_actor=args.gpus_per_actor, address=args.address
+            )
             rows, summary = run.rows, run.summary(args.language)
         else:
             service = ModelService(Settings.from_env())
@@ -165,7 +171,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.out:
         meta = {"data": str(args.data), "models": models, "language": args.language, "options": asdict(options), "probe": args.probe}
         if args.backend == "ray":
-            meta.update(backend="ray", address=args.address, actors=args.actors)
+            meta.update(backend="ray", address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor)
         save_results(args.out, rows, summary, meta)
         if args.backend == "ray":
             from explorer.distributed import save_parquet

@@ -69,6 +69,7 @@ def load_audio(
     *,
     max_seconds: Optional[float] = None,
     max_bytes: Optional[int] = None,
+    name: Optional[str] = None,
 ) -> Audio:
     """Decode `source` to 16 kHz mono float32.
 
@@ -76,6 +77,7 @@ def load_audio(
     or (n, channels); or an array already at 16 kHz. max_bytes is checked before anything is
     decoded (files and bytes only: arrays are decoded already); max_seconds is checked against
     the length the container states, then while decoding, so an over-long file is refused early.
+    name: the file bytes came from, for error messages.
     """
     if source is None or (isinstance(source, str) and not source):
         raise AudioError("No audio was given")
@@ -91,7 +93,7 @@ def load_audio(
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         _check_size(len(data), max_bytes)
-        return _decode(io.BytesIO(data), "the uploaded data", max_seconds)
+        return _decode(io.BytesIO(data), f"'{name}'" if name else "the uploaded data", max_seconds)
     if isinstance(source, (str, os.PathLike)):
         name = f"'{Path(source).name}'"  # never the server's directory
         _check_size(_file_size(source, name), max_bytes)

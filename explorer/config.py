@@ -64,6 +64,8 @@ class Settings:
     batch_size: int = 8  # files per batched model call (faster-whisper, files up to 30 s)
     job_ttl_hours: float = 24.0
     sweep_interval_seconds: float = 600.0
+    ray_address: str = ""  # the Evaluate tab runs on this Ray cluster ("local": a Ray on this machine)
+    ray_actors: int = 0  # transcription actors per model on Ray; 0: one per GPU of the cluster, or 1
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -95,6 +97,8 @@ class Settings:
             batch_size=_int(env, "BATCH_SIZE", cls.batch_size),
             job_ttl_hours=_float(env, "JOB_TTL_HOURS", cls.job_ttl_hours),
             sweep_interval_seconds=_float(env, "SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
+            ray_address=env.get("RAY_ADDRESS", "").strip(),
+            ray_actors=_int(env, "RAY_ACTORS", cls.ray_actors),
         )
         settings.validate()
         return settings
@@ -104,6 +108,8 @@ class Settings:
             raise ValueError("NUM_WORKERS must be at least 1")
         if self.batch_workers < 0 or self.batch_size < 1:
             raise ValueError("BATCH_WORKERS must be at least 0 and BATCH_SIZE at least 1")
+        if self.ray_actors < 0:
+            raise ValueError("RAY_ACTORS must be 0 (automatic) or more")
         if self.job_ttl_hours <= 0 or self.sweep_interval_seconds <= 0:
             raise ValueError("JOB_TTL_HOURS and SWEEP_INTERVAL_SECONDS must be positive")
         if self.max_loaded_models < 1:

@@ -6,18 +6,22 @@ a cluster with Ray Data:
 - the utterances become a Ray Dataset (``ray.data.from_items``: index, id, audio, reference, kind);
 - decoding to 16 kHz mono float32 runs as CPU tasks (``map``), through ``Utterance.load``;
 - transcription runs in an actor pool per model (``map_batches`` with a callable class,
-  ``concurrency=actors``, ``num_cpus=1`` each); every actor builds its own ``ModelService`` from
+  ``ActorPoolStrategy(size=actors)``; one GPU each on a cluster with GPUs, one actor per GPU by default;
+  else one CPU slot each, with the engine's threads set to match); every actor builds its own ``ModelService`` from
   ``Settings.from_env()`` and loads and warms the model up once in ``__init__`` (on the first
   speech utterance, as the local backend does), so the load stays out of RTFx;
 - scoring happens once at the end, on the driver, through ``explorer.evaluate``'s own code.
 
 Each row also says which Ray node transcribed it (``node_id``). A file that cannot be decoded
 is recorded as failed with its reason, as locally. An actor that dies (a crashed worker, a lost
-node) is restarted and its batch retried: ``max_restarts`` / ``max_task_retries`` on the pool's
-actors, passed through ``map_batches`` as Ray Data documents (Ray Data's own defaults are -1,
-unlimited; here they are finite, so a model that crashes every time ends the run with Ray's error
-instead of looping). Ray 2.60 warns that such extra remote arguments are deprecated for 2.64.
-An actor whose ``__init__`` dies is replaced up to ``DataContext.max_consecutive_actor_init_deaths``.
+node) is restarted as a new process and the utterance it held is tried once more
+(``max_task_retries=1`` on the pool's actors, passed through ``map_batches`` as Ray Data documents;
+Ray 2.60 warns that such arguments are deprecated for 2.64). An utterance whose retry dies too is
+dropped by Ray Data (``max_errored_blocks=-1``, one block per utterance) and recorded by the driver
+as failed ("lost: ..."), so the run always completes with exactly one row per utterance. Restarts
+are finite (two per utterance), so a model that kills its actor on load ends the run with Ray's
+error instead of looping; an actor whose ``__init__`` dies is replaced up to
+``DataContext.max_consecutive_actor_init_deaths``.
 
 RTFx is reported twice: the summary's ``rtfx`` is the leaderboard's (total audio / total
 per-utterance processing time, as locally), and ``throughput_rtfx``, which only this backend
@@ -38,12 +42,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from explorer.evaluate import Utterance, _failure, _result, rows_frame, summarize
+from explorer.audio import Audio, AudioError, load_audio
+from explorer.evaluate import Utterance, UtteranceResult, _failure, _result, rows_frame, summarize
 from explorer.types import TranscribeOptions
 
 # Settings.from_env reads these; workers get the driver's values (the models' folder above all).
@@ -51,7 +56,9 @@ WORKER_ENV = (
     "MODELS_DIR", "HF_HUB_OFFLINE", "HF_HOME", "XDG_CACHE_HOME", "DEVICE", "COMPUTE_TYPE",
     "MAX_LOADED_MODELS", "MAX_AUDIO_SECONDS", "TRUST_REMOTE_CODE_MODELS",
 )  # fmt: skip
-ACTOR_RETRIES = 2  # restarts of a dead actor, and retries of the batch it was running
+TASK_RETRIES = 1  # a batch whose actor died runs once more, on the restarted actor (a new process)
+ACTOR_RESTARTS_PER_UTTERANCE = 2  # an actor may die on each try of each utterance, and no more
+LOST = "lost: the Ray worker transcribing it died on its first try and on its retry"
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,13 @@ class RayEvaluation:
 
 
 # -- the dataset's rows ------------------------------------------------------------------------
-def _item(index: int, utt: Utterance) -> dict:
-    """An utterance as a plain row: its audio as a path, a file's bytes, or raw float32 samples."""
-    if isinstance(utt.audio, Path):
+def _item(index: int, utt: Utterance, ship_files: bool = False) -> dict:
+    """An utterance as a plain row: its audio as a path, a file's bytes, or raw float32 samples.
+    With `ship_files`, a file's bytes rather than its path (a cluster's nodes may not see it);
+    a file that cannot be read stays a path and fails with its reason in the decode task."""
+    if isinstance(utt.audio, Path) and ship_files and utt.audio.is_file():
+        source, path, data = "bytes", str(utt.audio), utt.audio.read_bytes()
+    elif isinstance(utt.audio, Path):
         source, path, data = "path", str(utt.audio), b""
     elif isinstance(utt.audio, bytes):
         source, path, data = "bytes", "", utt.audio
@@ -88,13 +99,18 @@ def _utterance(row: dict) -> Utterance:
     return Utterance(str(row["id"]), audio, str(row["reference"]), row["kind"])
 
 
+def _load(row: dict, max_seconds: Optional[float]) -> Audio:
+    """A row's audio; a shipped file's errors name the file, as they do when it is read locally."""
+    if row["source"] == "bytes" and row["path"]:
+        return load_audio(bytes(row["data"]), max_seconds=max_seconds, name=Path(row["path"]).name)
+    return _utterance(row).load(max_seconds)
+
+
 def _decode(row: dict, max_seconds: Optional[float] = None) -> dict:
     """A CPU task: the utterance decoded to 16 kHz float32 (as bytes), or why it could not be."""
-    from explorer.audio import AudioError
-
     out = {k: row[k] for k in ("index", "id", "reference", "kind")}
     try:
-        out["samples"], out["error"] = _utterance(row).load(max_seconds).samples.tobytes(), ""
+        out["samples"], out["error"] = _load(row, max_seconds).samples.tobytes(), ""
     except (AudioError, ValueError) as exc:
         out["samples"], out["error"] = b"", str(exc)
     return out
@@ -106,7 +122,6 @@ class Transcriber:
     def __init__(self, key: str, options: TranscribeOptions, warm_up: Optional[dict], max_seconds: Optional[float] = None):
         import ray
 
-        from explorer.audio import AudioError
         from explorer.config import Settings
         from explorer.service import ModelError, ModelService
 
@@ -115,12 +130,11 @@ class Transcriber:
         self.service = ModelService(Settings.from_env())
         try:
             if warm_up is not None:
-                self.service.transcribe(key, _utterance(warm_up).load(max_seconds), options)
+                self.service.transcribe(key, _load(warm_up, max_seconds), options)
         except (AudioError, ModelError):
             pass  # as locally: a model that cannot load fails each utterance below with the reason
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from explorer.audio import Audio, AudioError
         from explorer.service import ModelError
 
         hypotheses, audio_seconds, processing, errors = [], [], [], []
@@ -167,51 +181,136 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None, **kwa
     )
 
 
+@dataclass(frozen=True)
+class ActorPool:
+    """A model's transcription actors: each holds `gpus` GPUs (so Ray sets its CUDA_VISIBLE_DEVICES
+    and the engine picks CUDA) or none, and one CPU (Ray sets OMP_NUM_THREADS to it, which is
+    CTranslate2's thread count)."""
+
+    actors: int
+    gpus: float
+
+
+def actor_pool(actors: Optional[int] = None, gpus_per_actor: Optional[float] = None) -> ActorPool:
+    """Defaults from the cluster: one GPU per actor and one actor per GPU when it has GPUs; else
+    one CPU actor."""
+    import ray
+
+    cluster_gpus = ray.cluster_resources().get("GPU", 0)
+    gpus = (1.0 if cluster_gpus else 0.0) if gpus_per_actor is None else gpus_per_actor
+    if actors is None:
+        actors = max(1, int(cluster_gpus // gpus)) if gpus else 1
+    return ActorPool(actors, gpus)
+
+
+def _pipeline(key: str, items: list[dict], options: TranscribeOptions, warm_up: Optional[dict], pool: ActorPool,
+              max_seconds: Optional[float]):
+    """One model's Ray Dataset: decode tasks, then its actor pool. One block per utterance, so a
+    worker that dies twice on a block loses only that utterance, and that block is dropped instead
+    of ending the run (``max_errored_blocks``): the driver records it as failed. Decode tasks
+    reserve no CPU (they are a few per cent of the work, and a pool holding every CPU of the
+    cluster would otherwise starve its own input) but run at most one per actor at a time, so
+    Ray does not start a worker process per block."""
+    import ray
+
+    dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    decoders = ray.data.TaskPoolStrategy(size=pool.actors)
+    dataset = dataset.map(_decode, fn_kwargs={"max_seconds": max_seconds}, num_cpus=0, compute=decoders)
+    dataset = dataset.map_batches(
+        Transcriber,
+        fn_constructor_kwargs={"key": key, "options": options, "warm_up": warm_up, "max_seconds": max_seconds},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        num_cpus=1,
+        num_gpus=pool.gpus,
+        max_restarts=ACTOR_RESTARTS_PER_UTTERANCE * len(items),  # finite: a model that dies on load ends the run
+        max_task_retries=TASK_RETRIES,
+    )
+    dataset.context.max_errored_blocks = -1
+    return dataset
+
+
+@dataclass(frozen=True)
+class RayRow:
+    """One (model, utterance) result from the cluster, as it arrives."""
+
+    index: int  # the utterance's place in the dataset
+    result: UtteranceResult
+    node_id: str  # the Ray node whose actor transcribed it ("" when no actor returned it)
+    elapsed: float  # seconds since this model's run started
+
+
+def iter_evaluate_on_ray(
+    models: Sequence[str],
+    utterances: Sequence[Utterance],
+    options: TranscribeOptions = TranscribeOptions(),
+    language: Optional[str] = "en",
+    *,
+    actors: Optional[int] = None,
+    gpus_per_actor: Optional[float] = None,
+    address: Optional[str] = None,
+    max_seconds: Optional[float] = None,
+) -> Iterator[RayRow]:
+    """Each (model, utterance) result as the cluster returns it, model by model (within a model in
+    completion order): exactly one row per pair, either a result or a failure with its reason.
+
+    On a cluster (`address` given) the driver reads each file and ships its bytes through the
+    object store, so the nodes need no shared file system; a local cluster reads the paths."""
+    connect(address)
+    pool = actor_pool(actors, gpus_per_actor)
+    items = [_item(i, u, ship_files=address is not None) for i, u in enumerate(utterances)]
+    warm_up = next((item for item in items if item["kind"] == "speech"), items[0] if items else None)
+    for key in models:
+        start, returned = time.perf_counter(), set()
+        for row in _pipeline(key, items, options, warm_up, pool, max_seconds).iter_rows() if items else ():
+            index = int(row["index"])
+            returned.add(index)
+            utt = utterances[index]
+            if row["error"]:
+                result = _failure(key, utt, str(row["error"]))
+            else:
+                result = _result(key, utt, str(row["hypothesis"]), float(row["audio_seconds"]),
+                                 float(row["processing_seconds"]), language)  # fmt: skip
+            yield RayRow(index, result, str(row["node_id"]), time.perf_counter() - start)
+        for index in sorted(set(range(len(items))) - returned):
+            yield RayRow(index, _failure(key, utterances[index], LOST), "", time.perf_counter() - start)
+
+
 def evaluate_on_ray(
     models: Sequence[str],
     utterances: Sequence[Utterance],
     options: TranscribeOptions = TranscribeOptions(),
     language: Optional[str] = "en",
     *,
-    actors: int = 1,
+    actors: Optional[int] = None,
+    gpus_per_actor: Optional[float] = None,
     address: Optional[str] = None,
     max_seconds: Optional[float] = None,
+    on_row: Optional[Callable[[RayRow], None]] = None,
 ) -> RayEvaluation:
     """``explorer.evaluate.evaluate`` on Ray: the same rows in the same order (model by model, in
     the dataset's order), plus the node that transcribed each; `actors` per model."""
-    import ray
+    rows: list[RayRow] = []
+    for row in iter_evaluate_on_ray(
+        models, utterances, options, language, actors=actors, gpus_per_actor=gpus_per_actor, address=address, max_seconds=max_seconds
+    ):
+        rows.append(row)
+        if on_row:
+            on_row(row)
+    return gathered(models, rows)
 
-    connect(address)
-    items = [_item(i, u) for i, u in enumerate(utterances)]
-    by_index = {i: u for i, u in enumerate(utterances)}
-    warm_up = next((item for item in items if item["kind"] == "speech"), items[0] if items else None)
-    results, node_ids, wall = [], [], {}
-    for key in models:
-        start = time.perf_counter()
-        gathered = []
-        if items:
-            dataset = ray.data.from_items(items).map(_decode, fn_kwargs={"max_seconds": max_seconds}, num_cpus=0.5)
-            dataset = dataset.map_batches(
-                Transcriber,
-                fn_constructor_kwargs={"key": key, "options": options, "warm_up": warm_up, "max_seconds": max_seconds},
-                batch_size=1,
-                concurrency=actors,
-                num_cpus=1,
-                max_restarts=ACTOR_RETRIES,
-                max_task_retries=ACTOR_RETRIES,
-            )
-            gathered = sorted(dataset.take_all(), key=lambda r: int(r["index"]))
-        wall[key] = time.perf_counter() - start
-        for row in gathered:
-            utt = by_index[int(row["index"])]
-            if row["error"]:
-                results.append(_failure(key, utt, str(row["error"])))
-            else:
-                results.append(_result(key, utt, str(row["hypothesis"]), float(row["audio_seconds"]), float(row["processing_seconds"]), language))
-            node_ids.append(str(row["node_id"]))
-    rows = rows_frame(results)
-    rows["node_id"] = pd.Series(node_ids, dtype=object)
-    return RayEvaluation(rows, wall)
+
+def gathered(models: Sequence[str], rows: Sequence[RayRow]) -> RayEvaluation:
+    """Rows that arrived in any order, put in the local backend's order; each model's wall time
+    is its last row's."""
+    order = {key: i for i, key in enumerate(models)}
+    rows = sorted(rows, key=lambda r: (order[r.result.model], r.index))
+    frame = rows_frame([r.result for r in rows])
+    frame["node_id"] = pd.Series([r.node_id for r in rows], dtype=object)
+    wall: dict[str, float] = {}
+    for r in rows:
+        wall[r.result.model] = max(wall.get(r.result.model, 0.0), r.elapsed)
+    return RayEvaluation(frame, wall)
 
 
 def save_parquet(folder: Path, rows: pd.DataFrame) -> Path:

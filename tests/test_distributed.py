@@ -16,6 +16,9 @@ import pytest
 
 from explorer.evaluate import Utterance, evaluate, summarize
 from explorer.types import TranscribeOptions
+from gradio_client import handle_file
+
+from tests.running_app import RunningApp
 from tests.test_evaluate import ROOT, run_cli
 
 ray = pytest.importorskip("ray", reason="the Ray backend is optional: pip install -r requirements-dev.txt")
@@ -65,9 +68,11 @@ def _stop_node(node: subprocess.Popen) -> None:
         node.wait()
 
 
-def test_two_node_cluster_transcribes_on_both_nodes(clips, models_dir, tmp_path):
+def test_two_node_cluster_transcribes_on_both_nodes_from_the_cli_and_the_app(clips, models_dir, tmp_path):
     """A head and a second node on this machine (token auth off: loopback only); two actors,
-    spread over the nodes by Ray Data's default SPREAD scheduling, each take some of the rows."""
+    spread over the nodes by Ray Data's default SPREAD scheduling, each take some of the rows.
+    Then the app, with RAY_ADDRESS pointing at the same cluster, evaluates through /evaluate
+    (the Evaluate tab's code) and gets the CLI's hypotheses."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -89,10 +94,29 @@ def test_two_node_cluster_transcribes_on_both_nodes(clips, models_dir, tmp_path)
         rows = pd.read_parquet(tmp_path / "out" / "results.parquet")
         assert len(rows) == 5 and (rows["error"] == "").all()
         assert rows["node_id"].nunique() == 2, rows[["id", "node_id"]]
+
+        app = RunningApp(models_dir, tmp_path / "app.log", DATA_DIR=tmp_path / "data", RAY_ADDRESS=f"127.0.0.1:{port}",
+                         RAY_ACTORS=2, RAY_AUTH_MODE="disabled", BATCH_WORKERS=0)  # fmt: skip
+        try:
+            files = [handle_file(str(c.path)) for c in clips] + [handle_file(str(_references(clips, tmp_path)))]
+            api = app.client().predict(files, "", "", "", None, [MODEL], "en", 1, True, False, api_name="/evaluate")
+        finally:
+            app.stop()
+        assert api["meta"]["backend"] == "ray"
+        by_id = {r["id"]: r for r in api["utterances"]}
+        assert {i: by_id[i]["hypothesis"] for i in rows["id"]} == dict(zip(rows["id"], rows["hypothesis"]))
+        assert [r["id"] for r in api["utterances"]] == list(rows["id"])  # in dataset order, as they arrived or not
     finally:
         for node in reversed(nodes):
             _stop_node(node)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _references(clips, folder):
+    """The uploaded dataset's manifest: the clips by file name, with their references."""
+    manifest = folder / "upload.csv"
+    pd.DataFrame({"audio": [c.path.name for c in clips], "reference": [c.reference for c in clips]}).to_csv(manifest, index=False)
+    return manifest
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +157,56 @@ def test_a_bad_file_fails_alone_on_ray(ray_cluster, clips, tmp_path):
     assert list(rows["id"]) == ["bad"] + [c.path.stem for c in clips[:2]]
     assert "bad.wav" in rows["error"].iloc[0] and (rows["error"].iloc[1:] == "").all()
     assert rows["hypothesis"].iloc[1:].str.len().gt(0).all() and rows["wer"].iloc[1:].notna().all()
+
+
+def _transcriber_processes() -> list:
+    """The pool's actor processes: Ray titles them after the class (ray::MapWorker(MapBatches(Transcriber)))."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if "Transcriber" in " ".join(proc.info["cmdline"] or ()):
+            found.append(proc)
+    return found
+
+
+def test_killing_a_worker_mid_run_loses_and_duplicates_nothing(ray_cluster, long_speech, clips):
+    """SIGKILL of the transcribing actor while it works: Ray restarts it and the utterance it held
+    is tried again, so every utterance ends with exactly one row, and here all of them succeed."""
+    from explorer.distributed import gathered, iter_evaluate_on_ray
+    from explorer.scoring import score
+
+    reference = " ".join(c.reference for c in clips)
+    utterances = [Utterance(f"u{i}", long_speech, reference) for i in range(4)]  # ~27 s each: 2-4 s of work
+    rows, killed = [], []
+    for row in iter_evaluate_on_ray([MODEL], utterances, OPTIONS, actors=1):
+        rows.append(row)
+        if not killed:
+            time.sleep(0.5)  # into the next utterance
+            killed = _transcriber_processes()
+            assert killed, "no Transcriber actor process found"
+            for proc in killed:
+                proc.kill()
+    assert sorted(r.index for r in rows) == [0, 1, 2, 3]  # one row each: none lost, none twice
+    assert not any(p.is_running() and p.status() != "zombie" for p in killed)
+    run = gathered([MODEL], rows)
+    assert (run.rows["error"] == "").all(), run.rows["error"].tolist()
+    assert run.rows["hypothesis"].nunique() == 1  # the same audio gives the same text, retried or not
+    assert score(reference, run.rows["hypothesis"].iloc[0]).wer <= 0.15
+
+
+def test_rows_gathered_in_any_order_come_out_in_dataset_order_with_each_models_wall_time():
+    from explorer.distributed import LOST, RayRow, gathered
+    from explorer.evaluate import _failure, _result
+
+    utts = [Utterance(f"u{i}", b"", "a b c") for i in range(3)]
+    arrived = [
+        RayRow(2, _result("m2", utts[2], "a b c", 1.0, 0.5, "en"), "n1", 4.0),
+        RayRow(1, _failure("m1", utts[1], LOST), "", 9.0),
+        RayRow(0, _result("m1", utts[0], "a b", 1.0, 0.5, "en"), "n2", 3.0),
+        RayRow(0, _result("m2", utts[0], "a b c", 1.0, 0.5, "en"), "n1", 2.0),
+    ]
+    run = gathered(["m1", "m2"], arrived)
+    assert list(zip(run.rows["model"], run.rows["id"])) == [("m1", "u0"), ("m1", "u1"), ("m2", "u0"), ("m2", "u2")]
+    assert list(run.rows["node_id"]) == ["n2", "", "n1", "n1"] and run.wall_seconds == {"m1": 9.0, "m2": 4.0}
+    assert run.rows["error"].iloc[1].startswith("lost:") and run.rows["wer"].iloc[0] == pytest.approx(1 / 3)

@@ -95,6 +95,7 @@ def build_evaluate(service: ModelService, settings) -> None:
             "language": language,
             "options": asdict(options),
             "probe": bool(probe),
+            **({"backend": "ray", "address": settings.ray_address, "actors": settings.ray_actors} if settings.ray_address else {}),
         }
         return utterances, options, meta
 
@@ -103,12 +104,27 @@ def build_evaluate(service: ModelService, settings) -> None:
     ) -> Iterator[tuple[list[UtteranceResult], bool]]:
         done: list[UtteranceResult] = []
         total = len(models) * len(utterances)
-        progress((0, total), desc="warming up", unit="utterances")
-        for result in iter_evaluate(service, models, utterances, options, meta["language"], settings.max_audio_seconds):
+        progress((0, total), desc="warming up" if not settings.ray_address else "starting Ray", unit="utterances")
+        for result in evaluated(models, utterances, options, meta["language"]):
             done.append(result)
             progress((len(done), total), desc=f"{result.model}: {result.id}", unit="utterances")
             yield done, False
+        if settings.ray_address:  # Ray returns rows as they finish: the final table is in dataset order
+            order = {(m, u.id): i for i, (m, u) in enumerate((m, u) for m in models for u in utterances)}
+            done.sort(key=lambda r: order.get((r.model, r.id), len(order)))
         yield done, True
+
+    def evaluated(models, utterances, options, language) -> Iterator[UtteranceResult]:
+        """In this process, or on the Ray cluster at RAY_ADDRESS (Ray is imported only then)."""
+        if not settings.ray_address:
+            yield from iter_evaluate(service, models, utterances, options, language, settings.max_audio_seconds)
+            return
+        from explorer.distributed import iter_evaluate_on_ray
+
+        address = None if settings.ray_address == "local" else settings.ray_address
+        rows = iter_evaluate_on_ray(models, utterances, options, language, actors=settings.ray_actors or None, address=address,
+                                    max_seconds=settings.max_audio_seconds)  # fmt: skip
+        yield from (row.result for row in rows)
 
     def outputs(rows: pd.DataFrame, summary: pd.DataFrame, files=None, status=""):
         return {
@@ -168,7 +184,9 @@ def build_evaluate(service: ModelService, settings) -> None:
         "Evaluate models on a dataset with references: corpus WER/CER after Whisper's normaliser, and RTFx = "
         "total audio / total processing seconds with each model's warm-up excluded (as the Open ASR Leaderboard "
         "defines them). The CLI `python -m explorer eval` runs the same code."
-    )
+        + (f" Runs on the Ray cluster at `{settings.ray_address}`, actors per model: "
+           f"{settings.ray_actors or 'one per GPU (1 without GPUs)'}." if settings.ray_address else "")
+    )  # fmt: skip
     with gr.Row():
         with gr.Column():
             files = gr.File(
