@@ -2,8 +2,9 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # Debian packages: real speech for tests (LibriVox clips), encoders for the audio format tests,
-# Node (the browser component's npm assets and its JS tests) and Chromium (browser tests).
-APT_PACKAGES := pocketsphinx-testdata ffmpeg sox espeak-ng nodejs chromium
+# Node (the browser component's npm assets and its JS tests), Chromium (browser tests) and a real
+# Redis server for the Redis job store's tests (they start their own on a loopback port).
+APT_PACKAGES := pocketsphinx-testdata ffmpeg sox espeak-ng nodejs chromium redis-server
 ASSETS := custom_components/browser_asr
 
 .PHONY: setup system venv assets prepare run test bench

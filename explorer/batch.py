@@ -5,7 +5,9 @@ file at submission (a file that will not decode becomes a failed job with the re
 go on), keeps ``batch_workers`` threads taking jobs first-in first-out from the store, and runs
 them through ``ModelService.transcribe_batch`` (a lower priority than interactive requests, with
 cross-file batching where the engine allows). Callers speak in session tokens; the store only
-ever sees their hashes.
+ever sees their hashes. The store and the spool are those JOB_STORE names (``open_store``): SQLite
+and a folder by default, or a Redis/Valkey server that workers on other machines share; jobs are
+claimed under a lease that a heartbeat thread renews while they run.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import csv
 import io
 import json
 import logging
+import os
 import secrets
+import socket
+import tempfile
 import threading
 import time
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -25,7 +31,9 @@ from typing import Callable, Optional, Sequence
 from explorer import catalog, formats
 from explorer.audio import Audio, AudioError, load_audio
 from explorer.config import Settings
-from explorer.jobs import FINISHED, Job, JobStore, NewJob, Spool, SqliteJobStore, new_token, session_key
+from explorer.jobs import (
+    FINISHED, LEASE_SECONDS, AudioSpool, Job, JobStore, NewJob, Spool, new_token, open_store, session_key,
+)  # fmt: skip
 from explorer.service import ModelError, ModelService
 from explorer.types import TranscribeOptions
 
@@ -63,24 +71,40 @@ def job_row(job: Job) -> dict:
 
 
 class BatchRunner:
-    def __init__(self, service: ModelService, settings: Settings, store: Optional[JobStore] = None):
+    def __init__(
+        self,
+        service: ModelService,
+        settings: Settings,
+        store: Optional[JobStore] = None,
+        spool: Optional[AudioSpool] = None,
+    ):
+        """The store and spool that settings.job_store names, unless given (a given store without a
+        spool gets the spool folder in settings.data_dir)."""
         self.service = service
         self.settings = settings
-        self.store = store or SqliteJobStore(settings.data_dir / "jobs.sqlite3")
-        self.spool = Spool(settings.data_dir / "spool")
+        if store is None:
+            store, spool = open_store(settings.job_store, settings.data_dir)
+        self.store, self.spool = store, spool or Spool(settings.data_dir / "spool")
+        # Unique per runner: several may share a store, from one host or many.
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+        self._running: set[str] = set()  # ids of the claimed jobs this runner holds leases on
+        self._lock = threading.Lock()
         self._wake = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "BatchRunner":
-        recovered = self.store.recover()
+        # Alone on the store, every processing job was ours before a crash; on a shared store, only
+        # jobs whose lease has run out are nobody's.
+        recovered = self.store.recover(expired_only=self.store.shared)
         if recovered:
             log.warning("%d job(s) were processing when the server stopped: queued again", recovered)
         self.sweep()
         for i in range(self.settings.batch_workers):
             self._spawn(self._work, f"batch-worker-{i}")
         self._spawn(self._sweep_forever, "job-sweeper")
+        self._spawn(self._heartbeat_forever, "job-heartbeat")
         return self
 
     def _spawn(self, target, name: str) -> None:
@@ -143,12 +167,34 @@ class BatchRunner:
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            jobs = self.store.claim(self._claim_limit)
+            jobs = self.store.claim(self._claim_limit, worker=self.worker, lease=LEASE_SECONDS)
             if not jobs:
                 with self._wake:
                     self._wake.wait(timeout=1.0)
                 continue
-            self.run(jobs)
+            with self._holding(jobs):
+                self.run(jobs)
+
+    @contextmanager
+    def _holding(self, jobs: Sequence[Job]):
+        """While running these jobs, the heartbeat renews their lease."""
+        ids = {job.id for job in jobs}
+        with self._lock:
+            self._running |= ids
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= ids
+
+    def _heartbeat_forever(self) -> None:
+        while not self._stop.wait(LEASE_SECONDS / 4):  # three beats may be missed before a lease runs out
+            with self._lock:
+                running = sorted(self._running)
+            try:
+                self.store.extend(running, LEASE_SECONDS)
+            except Exception:  # the store is unreachable for now: the next beat tries again
+                log.exception("renewing the lease of %d running job(s) failed", len(running))
 
     def run(self, jobs: Sequence[Job]) -> None:
         """Run claimed jobs (one model, one set of options) and record each outcome."""
@@ -177,15 +223,18 @@ class BatchRunner:
                 self.spool.delete([job.id])
 
     # -- expiry ------------------------------------------------------------------------------
-    def sweep(self, now: Optional[float] = None) -> tuple[list[str], list[Path]]:
-        """Remove jobs older than the TTL with their audio, then spool files with no job."""
+    def sweep(self, now: Optional[float] = None) -> tuple[list[str], list[str]]:
+        """Queue again the jobs of workers that stopped renewing their lease, remove jobs older
+        than the TTL with their audio, then audio with no job. Returns (expired ids, orphan ids)."""
         now = time.time() if now is None else now
+        recovered = self.store.recover(expired_only=True)
+        if recovered:
+            log.warning("%d job(s) of a worker that stopped answering: queued again", recovered)
         expired = self.store.expire(before=now - self.settings.job_ttl_hours * 3600)
         self.spool.delete(expired)
-        # A file written in the last minute may belong to a submission still in progress.
+        # Audio written in the last minute may belong to a submission still in progress.
         orphans = self.spool.orphans(self.store.ids(), older_than=now - 60)
-        for path in orphans:
-            path.unlink(missing_ok=True)
+        self.spool.delete(orphans)
         return expired, orphans
 
     def _sweep_forever(self) -> None:
@@ -208,9 +257,15 @@ class BatchRunner:
             raise JobError(f"no job {job_id!r} in this session")
         return job
 
-    def audio_path(self, token: Optional[str], job_id: str) -> Optional[Path]:
-        path = self.spool.path(self.job(token, job_id).id)
-        return path if path.is_file() else None
+    def audio_copy(self, token: Optional[str], job_id: str) -> Optional[Path]:
+        """A temporary copy of a job's audio for the player (the spool stays private), or None if it has none."""
+        job = self.job(token, job_id)
+        if not self.spool.exists(job.id):
+            return None
+        try:
+            return self.spool.export(job.id, Path(tempfile.mkdtemp(prefix="job-audio-")), Path(job.filename).stem)
+        except FileNotFoundError:  # deleted just now
+            return None
 
     def cancel(self, token: Optional[str], job_id: str) -> Job:
         job = self.job(token, job_id)
@@ -236,7 +291,7 @@ class BatchRunner:
         model = model or old.model
         spec = catalog.get(model)
         options, _ = self.service.fit_options(spec, replace(old.options))
-        if not self.spool.path(old.id).is_file():
+        if not self.spool.exists(old.id):
             raise JobError(f"job {job_id!r} has no audio to resubmit (it failed before decoding)")
         new = NewJob(old.filename, model, options, old.audio_seconds)
         self.spool.copy(old.id, new.id)

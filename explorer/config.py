@@ -10,6 +10,17 @@ from typing import Mapping, Optional
 DEFAULT_MODEL = "faster-whisper/tiny.en"
 # Repos whose remote code we agree to run: trust_remote_code is never granted to an arbitrary id.
 DEFAULT_REMOTE_CODE_ALLOWLIST = ("CohereLabs/cohere-transcribe-03-2026",)
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def store_kind(url: str) -> str:
+    """Which job store JOB_STORE names: "sqlite" (empty or "sqlite") or "redis" (a Redis/Valkey URL)."""
+    url = (url or "").strip()
+    if url in ("", "sqlite"):
+        return "sqlite"
+    if url.startswith(REDIS_SCHEMES):
+        return "redis"
+    raise ValueError(f"JOB_STORE must be empty, 'sqlite' or a redis://, rediss:// or unix:// URL, got {url!r}")
 
 
 def default_models_dir() -> Path:
@@ -66,6 +77,7 @@ class Settings:
     sweep_interval_seconds: float = 600.0
     ray_address: str = ""  # the Evaluate tab runs on this Ray cluster ("local": a Ray on this machine)
     ray_actors: int = 0  # transcription actors per model on Ray; 0: one per GPU of the cluster, or 1
+    job_store: str = ""  # "" (SQLite in data_dir) or a Redis/Valkey URL shared by every worker
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -99,6 +111,7 @@ class Settings:
             sweep_interval_seconds=_float(env, "SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
             ray_address=env.get("RAY_ADDRESS", "").strip(),
             ray_actors=_int(env, "RAY_ACTORS", cls.ray_actors),
+            job_store=env.get("JOB_STORE", "").strip(),
         )
         settings.validate()
         return settings
@@ -112,6 +125,7 @@ class Settings:
             raise ValueError("RAY_ACTORS must be 0 (automatic) or more")
         if self.job_ttl_hours <= 0 or self.sweep_interval_seconds <= 0:
             raise ValueError("JOB_TTL_HOURS and SWEEP_INTERVAL_SECONDS must be positive")
+        store_kind(self.job_store)  # raises on a URL of no store we have
         if self.max_loaded_models < 1:
             raise ValueError("MAX_LOADED_MODELS must be at least 1")
         if not 0 < self.gpu_memory_utilization <= 1:

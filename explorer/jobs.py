@@ -1,20 +1,26 @@
 """Durable batch jobs: a job store (SQLite by default) and the spool that keeps each job's audio.
 
 The store is the single source of truth for a job's life: queued -> processing -> completed or
-failed (or queued -> cancelled). Claiming is atomic, so a job runs once; a job left "processing"
-by a crash goes back to the queue at the next start (``recover``). Every read and write that a
-user can cause is scoped by session: the store keeps a SHA-256 of the session token, never the
-token itself, and a call with another session finds nothing.
+failed (or queued -> cancelled). Claiming is atomic, so a job runs once. A claim is a lease: the
+worker that holds it pushes its deadline while it runs (``extend``); a job whose lease ran out
+(its worker died) goes back to the queue in its old place (``recover(expired_only=True)``, what a
+sweeper runs), and at the start of a single-process server every job left "processing" by a crash
+does (``recover()``). Every read and write that a user can cause is scoped by session: the store
+keeps a SHA-256 of the session token, never the token itself, and a call with another session
+finds nothing. Workers register themselves (``beat``) so that their status can be shown.
 
 ``JobStore`` is the interface; ``SqliteJobStore`` implements it on one file in WAL mode (readers
-never block the worker that writes). Another store (a shared server) can replace it.
+never block the worker that writes), ``explorer.redis_store.RedisJobStore`` on a Redis/Valkey
+server that workers on several machines share. ``open_store`` picks one from ``JOB_STORE``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import secrets
+import shutil
 import sqlite3
 import threading
 import time
@@ -25,12 +31,16 @@ from typing import Callable, Iterable, Literal, Optional, Protocol, Sequence, Un
 import numpy as np
 import soundfile as sf
 
+from explorer.config import store_kind
 from explorer.types import SAMPLE_RATE, Metrics, Segment, TranscribeOptions, Transcription, Word
 
 Status = Literal["queued", "processing", "completed", "failed", "cancelled"]
 STATUSES: tuple[Status, ...] = ("queued", "processing", "completed", "failed", "cancelled")
 FINISHED: tuple[Status, ...] = ("completed", "failed", "cancelled")
 Limit = Union[int, Callable[[str], int]]  # jobs per claim, or a function of the head job's model
+# How long a claim holds without a heartbeat: long enough that a busy worker's heartbeat is never
+# late, short enough that the jobs of a dead worker are soon queued again.
+LEASE_SECONDS = 120.0
 
 
 def new_token() -> str:
@@ -72,16 +82,36 @@ class Job:
     attempts: int = 0
     error: str = ""
     result: Optional[Transcription] = None
+    worker: str = ""  # who claimed it last (kept once finished, cleared when it goes back to the queue)
+    lease_until: Optional[float] = None  # while processing: when it goes back to the queue without a heartbeat
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out.pop("session")  # a hash, but still nobody's business
+        out.pop("worker")  # a host name and process id: the operator's business, not the user's
         return out
 
 
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker as it last reported itself (``JobStore.beat``)."""
+
+    id: str
+    host: str
+    pid: int
+    models: tuple[str, ...]  # loaded models
+    jobs_done: int
+    started_at: float
+    last_seen: float
+    current: str = ""  # the job it is running, if any
+
+
 class JobStore(Protocol):
+    shared: bool  # other processes may hold leases on its jobs (so a start must not take them back)
+
     def add(self, session: str, batch: str, jobs: Sequence[NewJob]) -> list[Job]: ...
-    def claim(self, limit: Limit = 1) -> list[Job]: ...
+    def claim(self, limit: Limit = 1, worker: str = "", lease: float = LEASE_SECONDS) -> list[Job]: ...
+    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS) -> int: ...
     def complete(self, job_id: str, result: Transcription) -> bool: ...
     def fail(self, job_id: str, error: str) -> bool: ...
     def get(self, session: str, job_id: str) -> Optional[Job]: ...
@@ -89,9 +119,12 @@ class JobStore(Protocol):
     def counts(self, session: str, batch: Optional[str] = None) -> dict[str, int]: ...
     def cancel(self, session: str, job_id: str) -> bool: ...
     def delete(self, session: str, job_id: str) -> bool: ...
-    def recover(self) -> int: ...
+    def recover(self, expired_only: bool = False) -> int: ...
     def expire(self, before: float) -> list[str]: ...
     def ids(self) -> set[str]: ...
+    def beat(self, info: WorkerInfo) -> None: ...
+    def workers(self, max_age: float) -> list[WorkerInfo]: ...
+    def forget_worker(self, worker_id: str) -> bool: ...
 
 
 # -- (de)serialising results -------------------------------------------------------------------
@@ -121,6 +154,21 @@ def _result(text: Optional[str]) -> Optional[Transcription]:
     )
 
 
+WORKER_FIELDS = ("id", "host", "pid", "models", "jobs_done", "started_at", "last_seen", "current")
+
+
+def _worker_values(info: WorkerInfo) -> tuple:
+    """A WorkerInfo as stored: models as a JSON list, in WORKER_FIELDS order."""
+    return (info.id, info.host, info.pid, json.dumps(list(info.models)), info.jobs_done, info.started_at,
+            info.last_seen, info.current)  # fmt: skip
+
+
+def _worker(values: Sequence) -> WorkerInfo:
+    """A stored worker (values in WORKER_FIELDS order, as numbers or as text) back as a WorkerInfo."""
+    id_, host, pid, models, done, started, seen, current = values
+    return WorkerInfo(id_, host, int(pid), tuple(json.loads(models)), int(done), float(started), float(seen), current)
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -137,23 +185,50 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT NOT NULL DEFAULT '',
-    result TEXT
+    result TEXT,
+    worker TEXT NOT NULL DEFAULT '',
+    lease_until REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_session ON jobs (session, seq);
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    models TEXT NOT NULL,
+    jobs_done INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    current TEXT NOT NULL DEFAULT ''
+);
 """
-COLUMNS = "id, seq, session, batch, filename, model, options, status, audio_seconds, created_at, started_at, finished_at, attempts, error, result"
+# Columns added to `jobs` after its first release: a file made before them gets them on open.
+ADDED_COLUMNS = {"worker": "TEXT NOT NULL DEFAULT ''", "lease_until": "REAL"}
+COLUMNS = (
+    "id, seq, session, batch, filename, model, options, status, audio_seconds, created_at, started_at, finished_at,"
+    " attempts, error, result, worker, lease_until"
+)
 
 
 class SqliteJobStore:
     """JobStore on one SQLite file (WAL). One connection per thread; writes take the database
     lock up front (BEGIN IMMEDIATE) so a claim cannot interleave with another claim."""
 
+    shared = False  # one server process works on it: at its start, nobody else holds a lease
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._db().executescript(SCHEMA)  # executescript commits on its own
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._write() as db:  # under the write lock: two processes opening an old file add each column once
+            have = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -180,10 +255,11 @@ class SqliteJobStore:
 
     @staticmethod
     def _job(row: tuple) -> Job:
-        (id_, seq, session, batch, filename, model, options, status, seconds, created, started, finished, attempts, error, result) = row
+        (id_, seq, session, batch, filename, model, options, status, seconds, created, started, finished, attempts,
+         error, result, worker, lease_until) = row
         return Job(
             id_, seq, session, batch, filename, model, _options(options), status, seconds, created, started, finished,
-            attempts, error, _result(result),
+            attempts, error, _result(result), worker, lease_until,
         )  # fmt: skip
 
     def add(self, session: str, batch: str, jobs: Sequence[NewJob]) -> list[Job]:
@@ -202,16 +278,18 @@ class SqliteJobStore:
     def _get(self, job_id: str) -> Job:
         return self._job(self._db().execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
-    def claim(self, limit: Limit = 1) -> list[Job]:
+    def claim(self, limit: Limit = 1, worker: str = "", lease: float = LEASE_SECONDS) -> list[Job]:
         """The oldest queued job, plus up to limit-1 queued jobs right after it that ask for the
         same model and options (so they can share one batched model call). `limit` may be a
-        function of the head job's model."""
+        function of the head job's model. The jobs are `worker`'s until `lease` seconds from now."""
         now = time.time()
         with self._write() as db:
             head = db.execute(f"SELECT {COLUMNS} FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()
             if head is None:
                 return []
             n = limit(head[5]) if callable(limit) else limit
+            if n < 1:
+                return []
             rows = db.execute(
                 f"SELECT {COLUMNS} FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT ?", (n,)
             ).fetchall()
@@ -221,15 +299,26 @@ class SqliteJobStore:
                     break
                 run.append(row)
             db.executemany(
-                "UPDATE jobs SET status = 'processing', started_at = ?, attempts = attempts + 1 WHERE id = ?",
-                [(now, row[0]) for row in run],
+                "UPDATE jobs SET status = 'processing', started_at = ?, attempts = attempts + 1, worker = ?,"
+                " lease_until = ? WHERE id = ?",
+                [(now, worker, now + lease, row[0]) for row in run],
             )
         return [self._get(row[0]) for row in run]
+
+    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS) -> int:
+        """Heartbeat: the jobs among `job_ids` still processing are held `lease` seconds from now."""
+        until = time.time() + lease
+        with self._write() as db:
+            cur = db.executemany(
+                "UPDATE jobs SET lease_until = ? WHERE id = ? AND status = 'processing'", [(until, i) for i in job_ids]
+            )
+        return cur.rowcount
 
     def _finish(self, job_id: str, status: Status, error: str, result: Optional[str]) -> bool:
         with self._write() as db:
             cur = db.execute(
-                "UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ? WHERE id = ? AND status = 'processing'",
+                "UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ?, lease_until = NULL"
+                " WHERE id = ? AND status = 'processing'",
                 (status, error, result, time.time(), job_id),
             )
         return cur.rowcount == 1
@@ -270,26 +359,75 @@ class SqliteJobStore:
             cur = db.execute("DELETE FROM jobs WHERE id = ? AND session = ?", (job_id, session))
         return cur.rowcount == 1
 
-    def recover(self) -> int:
-        """After a crash: jobs that were processing go back to the queue, in their old place."""
+    def recover(self, expired_only: bool = False) -> int:
+        """Processing jobs go back to the queue, in their old place: those whose lease has run out
+        (their worker died), or, after a crash of the one process that works on this store, all."""
+        query, args = "UPDATE jobs SET status = 'queued', started_at = NULL, worker = '', lease_until = NULL", []
+        query += " WHERE status = 'processing'"
+        if expired_only:  # a row from before leases has none: it counts as expired
+            query, args = query + " AND COALESCE(lease_until, 0) < ?", [time.time()]
         with self._write() as db:
-            cur = db.execute("UPDATE jobs SET status = 'queued', started_at = NULL WHERE status = 'processing'")
+            cur = db.execute(query, args)
         return cur.rowcount
 
     def expire(self, before: float) -> list[str]:
         with self._write() as db:
-            ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE created_at < ?", (before,))]
+            ids = [r[0] for r in db.execute("SELECT id FROM jobs WHERE created_at < ? ORDER BY seq", (before,))]
             db.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
         return ids
 
     def ids(self) -> set[str]:
         return {r[0] for r in self._db().execute("SELECT id FROM jobs")}
 
+    def beat(self, info: WorkerInfo) -> None:
+        with self._write() as db:
+            db.execute(f"INSERT OR REPLACE INTO workers ({', '.join(WORKER_FIELDS)}) VALUES (?,?,?,?,?,?,?,?)",
+                       _worker_values(info))  # fmt: skip
+
+    def workers(self, max_age: float) -> list[WorkerInfo]:
+        """Workers heard from in the last `max_age` seconds, oldest first."""
+        rows = self._db().execute(
+            f"SELECT {', '.join(WORKER_FIELDS)} FROM workers WHERE last_seen >= ? ORDER BY started_at, id",
+            (time.time() - max_age,),
+        )
+        return [_worker(r) for r in rows]
+
+    def forget_worker(self, worker_id: str) -> bool:
+        with self._write() as db:
+            cur = db.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+        return cur.rowcount == 1
+
+
+# -- audio -------------------------------------------------------------------------------------
+def flac_bytes(samples: np.ndarray) -> bytes:
+    """16 kHz mono samples as 24-bit FLAC: within 6e-8 of the float samples that were transcribed,
+    at a third of the size of float WAV."""
+    out = io.BytesIO()
+    sf.write(out, samples, SAMPLE_RATE, subtype="PCM_24", format="FLAC")
+    return out.getvalue()
+
+
+def from_flac(data: bytes) -> np.ndarray:
+    samples, _ = sf.read(io.BytesIO(data), dtype="float32")
+    return samples
+
+
+class AudioSpool(Protocol):
+    """Each job's normalised audio (16 kHz mono, 24-bit FLAC) by job id. Reading, exporting or
+    copying the audio of a job that has none raises FileNotFoundError."""
+
+    def write(self, job_id: str, samples: np.ndarray) -> None: ...
+    def read(self, job_id: str) -> np.ndarray: ...
+    def exists(self, job_id: str) -> bool: ...
+    def export(self, job_id: str, folder: Path, name: str = "") -> Path: ...
+    def copy(self, source_id: str, job_id: str) -> None: ...
+    def delete(self, job_ids: Iterable[str]) -> None: ...
+    def orphans(self, known: set[str], older_than: float) -> list[str]: ...
+
 
 @dataclass
 class Spool:
-    """Each job's normalised audio (16 kHz mono) as FLAC, named by job id; 24-bit keeps the
-    float samples within 6e-8 of what was transcribed, at a third of the size of float WAV."""
+    """The audio spool as a folder of FLAC files named by job id (next to the SQLite store)."""
 
     folder: Path
     suffix: str = field(default=".flac", init=False)
@@ -301,31 +439,52 @@ class Spool:
     def path(self, job_id: str) -> Path:
         return self.folder / f"{job_id}{self.suffix}"
 
-    def write(self, job_id: str, samples: np.ndarray) -> Path:
-        path, partial = self.path(job_id), self.folder / f"{job_id}.partial{self.suffix}"
-        sf.write(partial, samples, SAMPLE_RATE, subtype="PCM_24", format="FLAC")
-        partial.replace(path)  # atomic: a crash never leaves a half-written spool file under a job's name
-        return path
+    def _partial(self, job_id: str) -> Path:
+        return self.folder / f"{job_id}.partial{self.suffix}"
+
+    def _put(self, job_id: str, data: bytes) -> None:
+        self._partial(job_id).write_bytes(data)
+        self._partial(job_id).replace(self.path(job_id))  # atomic: never a half-written file under a job's name
+
+    def write(self, job_id: str, samples: np.ndarray) -> None:
+        self._put(job_id, flac_bytes(samples))
 
     def read(self, job_id: str) -> np.ndarray:
-        samples, _ = sf.read(self.path(job_id), dtype="float32")
-        return samples
+        return from_flac(self.path(job_id).read_bytes())
 
-    def copy(self, source_id: str, job_id: str) -> Path:
-        import shutil
+    def exists(self, job_id: str) -> bool:
+        return self.path(job_id).is_file()
 
-        shutil.copyfile(self.path(source_id), self.path(job_id))
-        return self.path(job_id)
+    def export(self, job_id: str, folder: Path, name: str = "") -> Path:
+        """A copy of the audio as folder/<name or job id>.flac (for the UI to serve; the spool stays private)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{name or job_id}{self.suffix}"
+        shutil.copyfile(self.path(job_id), target)
+        return target
+
+    def copy(self, source_id: str, job_id: str) -> None:
+        self._put(job_id, self.path(source_id).read_bytes())
 
     def delete(self, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
             self.path(job_id).unlink(missing_ok=True)
+            self._partial(job_id).unlink(missing_ok=True)
 
-    def orphans(self, known: set[str], older_than: float) -> list[Path]:
-        """Spool files with no job (a crash between writing the audio and adding the job, a job
-        deleted while it ran), modified before `older_than`: a file being submitted right now is
-        written before its job row exists and must not be taken for an orphan."""
-        return [
-            p for p in self.folder.iterdir()
+    def orphans(self, known: set[str], older_than: float) -> list[str]:
+        """Ids of spooled audio with no job (a crash between writing the audio and adding the job, a
+        job deleted while it ran), written before `older_than`: a file being submitted right now is
+        written before its job exists and must not be taken for an orphan."""
+        return sorted({
+            p.name.split(".")[0] for p in self.folder.iterdir()
             if p.is_file() and p.name.split(".")[0] not in known and p.stat().st_mtime < older_than
-        ]  # fmt: skip
+        })  # fmt: skip
+
+
+def open_store(url: str, data_dir: Path) -> tuple[JobStore, AudioSpool]:
+    """The job store and audio spool that JOB_STORE names: "" or "sqlite", SQLite and a spool folder
+    in data_dir; a redis://, rediss:// or unix:// URL, a Redis/Valkey server that keeps both."""
+    if store_kind(url) == "sqlite":
+        return SqliteJobStore(Path(data_dir) / "jobs.sqlite3"), Spool(Path(data_dir) / "spool")
+    from explorer.redis_store import open_redis  # redis-py is needed, and imported, only for this
+
+    return open_redis(url)

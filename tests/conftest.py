@@ -1,5 +1,6 @@
 """Shared fixtures: real speech (LibriVox clips from Debian's pocketsphinx-testdata), the
-packaged models prepared into a per-session cache, and a real running app for API tests."""
+packaged models prepared into a per-session cache, a real running app for API tests, and a real
+Redis server (Debian's redis-server) for the job store."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests import redis_server
 from tests.running_app import RunningApp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,3 +97,20 @@ def app(models_dir, tmp_path_factory):
     )
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_available() -> None:
+    """Debian's redis-server is installed (`make test` installs it): a failure in CI, a skip elsewhere."""
+    reason = redis_server.missing()
+    if reason:
+        (pytest.fail if redis_server.in_ci() else pytest.skip)(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_available, tmp_path_factory):
+    """A redis-server of our own on a free loopback port (AOF on, in a temporary folder), for the
+    whole session; tests keep apart by key prefix."""
+    server = redis_server.RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()

@@ -1,4 +1,5 @@
-"""Batch jobs through the running app and gradio_client: a real batch, sessions, a real crash."""
+"""Batch jobs through the running app and gradio_client: a real batch, sessions, a real crash, two
+servers sharing one Redis job store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
+from explorer.jobs import open_store, session_key
 from explorer.scoring import score
 from tests.running_app import RunningApp
 
@@ -135,3 +137,25 @@ def test_kill_9_mid_batch_then_restart_loses_and_duplicates_nothing(models_dir, 
     assert {j["id"]: j["result"]["text"] for j in jobs if j["id"] in completed_before} == texts_before
     assert all(j["attempts"] == 1 for j in jobs if j["id"] in completed_before)
     assert max(j["attempts"] for j in jobs) <= 2
+
+
+def test_two_servers_share_one_redis_job_store(models_dir, clips, tmp_path, redis_url):
+    """JOB_STORE on Redis: two app processes, each with its own DATA_DIR (no shared files), serve
+    one queue; every job runs once, on one of them, and either serves any job's audio."""
+    store_url = f"{redis_url}?prefix=apps-{time.monotonic_ns()}:"
+    env = dict(JOB_STORE=store_url, BATCH_SIZE=1, NUM_WORKERS=1)
+    apps = [RunningApp(models_dir, tmp_path / f"app{n}.log", DATA_DIR=tmp_path / f"data{n}", **env) for n in range(2)]
+    try:
+        first, second = (app.client() for app in apps)
+        sub = submit(first, [c.path for c in clips] * 2)
+        state = wait_until(second, sub["token"], lambda c: c["completed"] == 10, timeout=300)
+        data, audio = second.predict(sub["token"], sub["jobs"][0]["id"], api_name="/job")
+    finally:
+        for app in apps:
+            app.stop()
+    assert state["counts"]["completed"] == 10 and audio.endswith(".flac")
+    assert score(clips[0].reference, data["result"]["text"]).wer <= 0.25
+    store, _ = open_store(store_url, tmp_path)
+    jobs = store.list(session_key(sub["token"]))
+    assert [j.id for j in jobs] == [j["id"] for j in sub["jobs"]] and all(j.attempts == 1 for j in jobs)
+    assert len({j.worker for j in jobs}) == 2, "one server took every job: nothing was shared"

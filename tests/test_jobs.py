@@ -1,28 +1,60 @@
-"""The job store contract on a real SQLite file, the spool, and expiry with the sweeper."""
+"""The job store and spool contract, one suite run on both stores: SQLite on a real file, and Redis
+on a real redis-server (Debian's, started by conftest); expiry with the sweeper; Redis persistence."""
 
 from __future__ import annotations
 
-import os
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from explorer.batch import BatchRunner
-from explorer.config import Settings
-from explorer.jobs import NewJob, Spool, SqliteJobStore, session_key
+from explorer.config import Settings, store_kind
+from explorer.jobs import NewJob, SqliteJobStore, WorkerInfo, _options_json, open_store, session_key
 from explorer.metrics import compute
-from explorer.types import Segment, TranscribeOptions, Transcription
+from explorer.types import Segment, TranscribeOptions, Transcription, Word
+from tests.redis_server import RedisServer
 
 TINY, BASE = "faster-whisper/tiny.en", "faster-whisper/base"
 EN = TranscribeOptions(language="en")
+ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(params=["sqlite"])
-def store(request, tmp_path):
-    # One contract for every store; a shared-server store joins the params.
-    return SqliteJobStore(tmp_path / "jobs.sqlite3")
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request, tmp_path):
+    """(JOB_STORE, DATA_DIR) of an empty store: SQLite in a temporary folder, or a key prefix of its
+    own on the test's redis-server (removed after)."""
+    if request.param == "sqlite":
+        yield "", tmp_path
+        return
+    import redis
+
+    server = request.getfixturevalue("redis_url")
+    prefix = f"test-{request.node.name[:40]}-{time.monotonic_ns()}:"
+    yield f"{server}?prefix={prefix}", tmp_path
+    client = redis.Redis.from_url(server)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def store(backend):
+    # One contract for every store, each opened the way the app opens it (JOB_STORE).
+    return open_store(*backend)[0]
+
+
+@pytest.fixture
+def spool(backend):
+    return open_store(*backend)[1]
 
 
 def new(name: str, model: str = TINY, options: TranscribeOptions = EN, error: str = "") -> NewJob:
@@ -48,14 +80,13 @@ def test_claims_are_first_in_first_out_and_batch_only_alike_neighbours(store):
     assert store.claim(8) == []
 
 
-def test_concurrent_claims_never_hand_out_a_job_twice(tmp_path):
-    path = tmp_path / "jobs.sqlite3"
-    SqliteJobStore(path).add(A, "b", [new(str(i)) for i in range(200)])
+def test_concurrent_claims_never_hand_out_a_job_twice(backend):
+    open_store(*backend)[0].add(A, "b", [new(str(i)) for i in range(200)])
     claimed: list[str] = []
     lock = threading.Lock()
 
     def worker():
-        store = SqliteJobStore(path)  # its own connections, as another process would have
+        store, _ = open_store(*backend)  # its own connections, as another process would have
         while jobs := store.claim(limit=3):
             with lock:
                 claimed.extend(j.id for j in jobs)
@@ -116,40 +147,262 @@ def test_recover_requeues_processing_jobs_in_their_place(store):
     store.complete(jobs[0].id, result())
     assert store.recover() == 1
     assert [j.status for j in store.list(A)] == ["completed", "queued", "queued"]
+    requeued = store.get(A, jobs[1].id)
+    assert requeued.worker == "" and requeued.lease_until is None and requeued.started_at is None
     again = store.claim(limit=8)
     assert [j.filename for j in again] == ["2", "3"] and again[0].attempts == 2
     assert store.get(A, jobs[0].id).result.text == "hello there"
 
 
-def test_spool_round_trips_audio_within_24_bit_precision(tmp_path):
-    spool = Spool(tmp_path / "spool")
+
+
+# A claiming process: opens the store as the app would, says it is ready, and on "go" claims until
+# the queue is empty, printing the ids it got.
+CLAIMER = """
+import sys, time
+from pathlib import Path
+from explorer.jobs import open_store
+store, _ = open_store(sys.argv[1], Path(sys.argv[2]))
+print("ready", flush=True)
+sys.stdin.readline()
+while jobs := store.claim(limit=2, worker=sys.argv[3]):
+    print(*(j.id for j in jobs), flush=True)
+    time.sleep(0.002)  # a little work, so that the others get their turn
+"""
+
+
+def test_claims_from_several_processes_never_hand_out_a_job_twice(backend):
+    url, folder = backend
+    store, _ = open_store(url, folder)
+    jobs = store.add(A, "b", [new(str(i)) for i in range(300)])
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CLAIMER, url, str(folder), f"w{n}"], cwd=ROOT,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for n in range(4)
+    ]  # fmt: skip
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready"
+    for proc in procs:  # all start claiming together
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    claimed = {f"w{n}": proc.communicate(timeout=120)[0].split() for n, proc in enumerate(procs)}
+    assert all(proc.returncode == 0 for proc in procs)
+    every = [i for ids in claimed.values() for i in ids]
+    assert sorted(every) == sorted(j.id for j in jobs)  # every job, each exactly once
+    assert sum(1 for ids in claimed.values() if ids) >= 2, "one process took everything: nothing was tested"
+    assert all(store.get(A, i).worker == w for w, ids in claimed.items() for i in ids)
+
+
+def test_an_expired_lease_sends_a_job_back_to_its_place_in_the_queue(store):
+    jobs = store.add(A, "b", [new("1"), new("2"), new("3")])
+    (short,) = store.claim(1, worker="w1", lease=0.3)
+    (held,) = store.claim(1, worker="w2", lease=60)
+    assert (short.worker, held.worker) == ("w1", "w2")
+    assert short.lease_until - short.started_at == pytest.approx(0.3, abs=1e-6)
+    assert held.lease_until - held.started_at == pytest.approx(60, abs=1e-6)
+    time.sleep(0.4)
+    assert store.recover(expired_only=True) == 1  # w1's job only: w2 still holds its lease
+    assert [j.status for j in store.list(A)] == ["queued", "processing", "queued"]
+    back = store.get(A, jobs[0].id)
+    assert back.worker == "" and back.lease_until is None and back.started_at is None and back.attempts == 1
+    again = store.claim(8, worker="w3")
+    assert [j.filename for j in again] == ["1", "3"] and [j.attempts for j in again] == [2, 1]
+    assert store.recover(expired_only=True) == 0
+    assert store.complete(held.id, result())
+    done = store.get(A, held.id)
+    assert done.worker == "w2" and done.lease_until is None  # who ran it stays on record
+
+
+def test_a_heartbeat_keeps_a_job_from_being_taken_back(store):
+    a, b = store.add(A, "b", [new("1"), new("2")])
+    store.claim(2, worker="w", lease=0.3)
+    assert store.extend([a.id, "no-such-job"], lease=60) == 1
+    time.sleep(0.4)
+    assert store.recover(expired_only=True) == 1  # b, whose lease nobody renewed
+    kept = store.get(A, a.id)
+    assert kept.status == "processing" and kept.lease_until > time.time() + 50
+    assert store.get(A, b.id).status == "queued" and store.extend([b.id], lease=60) == 0  # queued: not held
+    assert store.complete(a.id, result()) and store.extend([a.id], lease=60) == 0  # finished: not held
+    assert store.extend([], lease=60) == 0
+
+
+def test_workers_report_themselves_and_age_out(store):
+    now = time.time()
+    one = WorkerInfo("host-a:11:ab", "host-a", 11, (TINY, BASE), 0, now - 100, now)
+    two = WorkerInfo("host-b:22:cd", "host-b", 22, (), 5, now - 50, now - 30, current="job-x")
+    store.beat(two)
+    store.beat(one)
+    assert store.workers(max_age=60) == [one, two]  # oldest first
+    assert store.workers(max_age=10) == [one]  # two has not reported for 30 s
+    busier = replace(one, models=(TINY,), jobs_done=3, last_seen=now + 1, current="job-y")
+    store.beat(busier)  # the same worker again: replaced, not added
+    assert store.workers(max_age=60) == [busier, two]
+    assert store.forget_worker(two.id) and not store.forget_worker(two.id)
+    assert store.workers(max_age=3600) == [busier]
+
+
+def test_spool_round_trips_audio_within_24_bit_precision(spool, tmp_path):
     samples = np.sin(np.linspace(0, 200, 16000)).astype(np.float32) * 0.5
-    path = spool.write("job1", samples)
-    assert path.name == "job1.flac" and not list(spool.folder.glob("*.partial*"))
+    spool.write("job1", samples)
+    assert spool.exists("job1") and not spool.exists("job2")
     np.testing.assert_allclose(spool.read("job1"), samples, atol=2**-23)
     spool.copy("job1", "job2")
     np.testing.assert_array_equal(spool.read("job2"), spool.read("job1"))
+    exported = spool.export("job1", tmp_path / "out", "my talk")
+    assert exported == tmp_path / "out" / "my talk.flac"
+    data, rate = sf.read(exported, dtype="float32")
+    assert rate == 16000 and np.array_equal(data, spool.read("job1"))
     spool.delete(["job1", "missing"])
-    assert not spool.path("job1").exists() and spool.path("job2").exists()
+    assert not spool.exists("job1") and spool.exists("job2")
+    with pytest.raises(FileNotFoundError):
+        spool.read("job1")
+    with pytest.raises(FileNotFoundError):
+        spool.export("job1", tmp_path)
+    with pytest.raises(FileNotFoundError):
+        spool.copy("job1", "job3")
+    assert not spool.exists("job3")
 
 
-def test_sweep_removes_exactly_expired_jobs_and_old_orphans(tmp_path):
+def test_spool_orphans_are_audio_with_no_job_written_before_a_time(spool):
+    silence = np.zeros(160, dtype=np.float32)
+    spool.write("old-orphan", silence)
+    spool.write("old-job", silence)
+    time.sleep(0.05)
+    cutoff = time.time()
+    time.sleep(0.05)
+    spool.write("new-orphan", silence)
+    assert spool.orphans({"old-job"}, older_than=cutoff) == ["old-orphan"]
+    assert spool.orphans({"old-job"}, older_than=time.time() + 1) == ["new-orphan", "old-orphan"]
+    spool.delete(["old-orphan"])
+    assert spool.orphans(set(), older_than=cutoff) == ["old-job"]
+
+
+def test_sweep_removes_exactly_expired_jobs_and_old_orphans(backend):
     """TTL expiry and the orphan sweep on a real store and spool (no model runs: no workers)."""
-    settings = Settings(data_dir=tmp_path, batch_workers=0, job_ttl_hours=1.0)
+    url, folder = backend
+    settings = Settings(data_dir=folder, batch_workers=0, job_ttl_hours=1 / 60, job_store=url)  # a TTL of a minute
     runner = BatchRunner(service=None, settings=settings)
-    old, fresh = runner.store.add(A, "b", [new("old")]), runner.store.add(B, "c", [new("fresh")])
-    for job in old + fresh:
-        runner.spool.write(job.id, np.zeros(1600, dtype=np.float32))
-    orphan_old = runner.spool.write("orphan-old", np.zeros(16, dtype=np.float32))
-    orphan_new = runner.spool.write("orphan-new", np.zeros(16, dtype=np.float32))
-    now = time.time()
-    os.utime(orphan_old, (now - 7200, now - 7200))
-    with runner.store._write() as db:  # make one job two hours old
-        db.execute("UPDATE jobs SET created_at = ? WHERE id = ?", (now - 7200, old[0].id))
+    silence = np.zeros(1600, dtype=np.float32)
+    (old,) = runner.store.add(A, "b", [new("old")])
+    runner.spool.write(old.id, silence)
+    runner.spool.write("orphan-old", silence)
+    time.sleep(0.05)
+    cutoff = time.time()
+    time.sleep(0.05)
+    (fresh,) = runner.store.add(B, "c", [new("fresh")])
+    runner.spool.write(fresh.id, silence)
+    runner.spool.write("orphan-new", silence)
 
-    expired, orphans = runner.sweep(now)
-    assert expired == [old[0].id] and orphans == [orphan_old]
-    assert runner.store.get(A, old[0].id) is None and not runner.spool.path(old[0].id).exists()
-    assert runner.store.get(B, fresh[0].id) is not None and runner.spool.path(fresh[0].id).exists()
-    assert orphan_new.exists()  # too recent: it may be a submission in progress
-    assert runner.sweep(now) == ([], [])
+    expired, orphans = runner.sweep(now=cutoff + 60)  # the TTL ends between the two
+    assert expired == [old.id] and orphans == ["orphan-old"]
+    assert runner.store.get(A, old.id) is None and not runner.spool.exists(old.id)
+    assert runner.store.get(B, fresh.id) is not None and runner.spool.exists(fresh.id)
+    assert runner.spool.exists("orphan-new")  # too recent: it may be a submission in progress
+    assert runner.sweep(now=cutoff + 60) == ([], [])
+
+
+def test_job_store_setting_opens_that_store(backend):
+    store, spool = open_store(*backend)
+    kind = store_kind(backend[0])
+    names = {"sqlite": ("SqliteJobStore", "Spool"), "redis": ("RedisJobStore", "RedisSpool")}[kind]
+    assert (type(store).__name__, type(spool).__name__) == names and store.shared == (kind == "redis")
+
+
+def test_job_store_urls_and_redis_only_when_asked_for():
+    assert Settings.from_env({}).job_store == "" and store_kind("sqlite") == "sqlite"
+    with pytest.raises(ValueError, match="JOB_STORE"):
+        Settings.from_env({"JOB_STORE": "postgres://db/jobs"})
+    from explorer.redis_store import split_url
+
+    assert split_url("redis://h:6380/2?prefix=app1:&socket_timeout=5") == ("redis://h:6380/2?socket_timeout=5", "app1:")
+    assert split_url("unix:///run/redis.sock?db=1") == ("unix:///run/redis.sock?db=1", "explorer:")
+    code = "import sys, explorer.batch; print('redis' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # redis-py is imported only when JOB_STORE names a server
+
+
+def timeless(job):
+    """A job with its times replaced by their types (two stores run a moment apart)."""
+    times = ("created_at", "started_at", "finished_at", "lease_until")
+    return replace(job, **{name: type(getattr(job, name)).__name__ for name in times})
+
+
+def test_both_stores_return_identical_jobs(tmp_path, redis_url):
+    odd = TranscribeOptions(None, "translate", 5, True, False, prompt="Ünïcode 😀")
+    words = (Word(0.0, 0.5, "hi", 0.9), Word(0.6, 1.5, "there"))
+    out = Transcription(
+        TINY, "hi there", (Segment(0.0, 1.5, "hi there", words),), "en", EN,
+        compute([0.25, 0.5], "token", 3.0, 1.25, 0.5, 2), ("a warning",),
+    )  # fmt: skip
+    submitted = [new("é 😀.wav"), new("b.wav", BASE, odd), new("bad.wav", error="not audio"), new("c.wav")]
+    seen = []
+    for url in ("", f"{redis_url}?prefix=same-{time.monotonic_ns()}:"):
+        store, _ = open_store(url, tmp_path)
+        added = store.add(A, "b", submitted)
+        (first,) = store.claim(8, worker="w")
+        store.complete(first.id, out)
+        (second,) = store.claim(8, worker="w", lease=30)
+        store.fail(second.id, "engine exploded")
+        store.cancel(A, submitted[3].id)
+        listed = store.list(A)
+        seen.append(([timeless(j) for j in added + listed], store.counts(A), store.counts(A, "b"), sorted(store.ids())))
+        assert [j.status for j in listed] == ["completed", "failed", "failed", "cancelled"]
+        assert listed[0].result == out and listed[1].options == odd and listed[0].filename == "é 😀.wav"
+    assert seen[0] == seen[1] and repr(seen[0]) == repr(seen[1])  # repr: 3 and 3.0, a list and a tuple differ
+
+
+OLD_SCHEMA = """CREATE TABLE jobs (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+session TEXT NOT NULL, batch TEXT NOT NULL, filename TEXT NOT NULL, model TEXT NOT NULL, options TEXT NOT NULL, status TEXT NOT NULL,
+audio_seconds REAL NOT NULL, created_at REAL NOT NULL, started_at REAL, finished_at REAL,
+attempts INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', result TEXT);
+CREATE INDEX jobs_queue ON jobs (status, seq);
+CREATE INDEX jobs_session ON jobs (session, seq);"""
+
+
+def test_a_store_file_from_before_leases_opens_with_its_jobs(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+        row = "INSERT INTO jobs (id, session, batch, filename, model, options, status, audio_seconds, created_at,"
+        row += " started_at, attempts) VALUES (?, ?, 'b', ?, ?, ?, ?, 3.0, 1.0, ?, ?)"
+        db.execute(row, ("j1", A, "1.wav", TINY, _options_json(EN), "processing", 2.0, 1))
+        db.execute(row, ("j2", A, "2.wav", TINY, _options_json(EN), "queued", None, 0))
+    store = SqliteJobStore(path)
+    running = store.get(A, "j1")
+    assert running.status == "processing" and running.worker == "" and running.lease_until is None
+    assert store.recover(expired_only=True) == 1  # from before leases: it has none, so it counts as run out
+    assert [j.filename for j in store.claim(8, worker="w")] == ["1.wav", "2.wav"]
+    store.beat(WorkerInfo("w", "h", 1, (), 0, 1.0, time.time()))
+    again = SqliteJobStore(path)  # opening it again changes nothing
+    assert [(j.worker, j.attempts) for j in again.list(A)] == [("w", 2), ("w", 1)] and len(again.workers(60)) == 1
+
+
+def test_redis_jobs_survive_a_crash_of_the_server(tmp_path, redis_available):
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        store, spool = open_store(server.url, tmp_path)
+        jobs = store.add(A, "b", [new(str(i)) for i in range(5)])
+        samples = np.sin(np.linspace(0, 100, 8000)).astype(np.float32)
+        spool.write(jobs[4].id, samples)
+        done, failed, running = store.claim(3, worker="w")
+        store.complete(done.id, result())
+        store.fail(failed.id, "boom")
+        store.cancel(A, jobs[3].id)
+        worker = WorkerInfo("w", "host", 7, (TINY,), 2, time.time(), time.time())
+        store.beat(worker)
+        before = store.list(A)
+        time.sleep(1.2)  # appendfsync everysec: a write postponed behind a running fsync lands within a second
+        server.kill()  # SIGKILL: no shutdown, no flush
+        server.start()  # the same folder (its AOF), another port
+
+        store, spool = open_store(server.url, tmp_path)
+        assert store.list(A) == before
+        assert [j.status for j in before] == ["completed", "failed", "processing", "cancelled", "queued"]
+        assert store.workers(max_age=3600) == [worker]
+        np.testing.assert_array_equal(spool.read(jobs[4].id), spool.read(jobs[4].id))
+        np.testing.assert_allclose(spool.read(jobs[4].id), samples, atol=2**-23)
+        (later,) = store.add(A, "b", [new("later")])
+        assert later.seq == 6  # the counter survived too
+        assert store.recover() == 1 and [j.filename for j in store.claim(8)] == ["2", "4", "later"]
+    finally:
+        server.stop()

@@ -7,11 +7,9 @@ tab finds the same jobs; API clients get the token from /submit_batch and pass i
 from __future__ import annotations
 
 import secrets
-import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import gradio as gr
 import pandas as pd
@@ -48,15 +46,6 @@ def progress_markdown(counts: dict[str, int]) -> str:
     done = counts["completed"] + counts["failed"] + counts["cancelled"]
     parts = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     return f"**{done} / {total} finished** ({parts})"
-
-
-def playable_copy(path: Optional[Path], filename: str) -> Optional[str]:
-    """A temporary copy for the player: Gradio serves it from its cache, the spool stays private."""
-    if path is None:
-        return None
-    target = Path(tempfile.mkdtemp(prefix="job-audio-")) / f"{Path(filename).stem}.flac"
-    shutil.copyfile(path, target)
-    return str(target)
 
 
 def _user_error(exc: Exception) -> gr.Error:
@@ -105,7 +94,8 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         """One job in full (transcript, segments, metrics) and its audio."""
         try:
             job = runner.job(token, job_id)
-            return job.to_dict(), playable_copy(runner.audio_path(token, job_id), job.filename)
+            audio = runner.audio_copy(token, job.id)  # Gradio serves it from its cache
+            return job.to_dict(), str(audio) if audio else None
         except errors as exc:
             raise _user_error(exc) from exc
 
