@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -216,16 +217,18 @@ def _pipeline(key: str, items: list[dict], options: TranscribeOptions, warm_up: 
     dataset = ray.data.from_items(items, override_num_blocks=len(items))
     decoders = ray.data.TaskPoolStrategy(size=pool.actors)
     dataset = dataset.map(_decode, fn_kwargs={"max_seconds": max_seconds}, num_cpus=0, compute=decoders)
-    dataset = dataset.map_batches(
-        Transcriber,
-        fn_constructor_kwargs={"key": key, "options": options, "warm_up": warm_up, "max_seconds": max_seconds},
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=pool.actors),
-        num_cpus=1,
-        num_gpus=pool.gpus,
-        max_restarts=ACTOR_RESTARTS_PER_UTTERANCE * len(items),  # finite: a model that dies on load ends the run
-        max_task_retries=TASK_RETRIES,
-    )
+    with warnings.catch_warnings():  # max_restarts/max_task_retries: the documented way until Ray 2.64
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        dataset = dataset.map_batches(
+            Transcriber,
+            fn_constructor_kwargs={"key": key, "options": options, "warm_up": warm_up, "max_seconds": max_seconds},
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=pool.actors),
+            num_cpus=1,
+            num_gpus=pool.gpus,
+            max_restarts=ACTOR_RESTARTS_PER_UTTERANCE * len(items),  # finite: a model that dies on load ends the run
+            max_task_retries=TASK_RETRIES,
+        )
     dataset.context.max_errored_blocks = -1
     return dataset
 
