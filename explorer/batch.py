@@ -6,8 +6,13 @@ go on), keeps ``batch_workers`` threads taking jobs first-in first-out from the 
 them through ``ModelService.transcribe_batch`` (a lower priority than interactive requests, with
 cross-file batching where the engine allows). Callers speak in session tokens; the store only
 ever sees their hashes. The store and the spool are those JOB_STORE names (``open_store``): SQLite
-and a folder by default, or a Redis/Valkey server that workers on other machines share; jobs are
-claimed under a lease that a heartbeat thread renews while they run.
+and a folder by default, or a Redis/Valkey server that workers on other machines share
+(``python -m explorer.worker`` runs a runner with no UI). Jobs are claimed under a lease
+(JOB_LEASE_SECONDS) that a heartbeat thread renews while they run; every runner takes back
+expired leases, so a dead worker's jobs run again elsewhere; a runner with workers reports itself
+in the store's worker registry (``workers()``); ``stop(grace)`` lets the jobs in hand finish or
+gives them back. A store that becomes unreachable (a Redis restart) stops nothing: claims back
+off and retry, and a finished job's result waits for the store to come back.
 """
 
 from __future__ import annotations
@@ -25,21 +30,24 @@ import time
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 from explorer import catalog, formats
 from explorer.audio import Audio, AudioError, load_audio
 from explorer.config import Settings
 from explorer.jobs import (
-    FINISHED, LEASE_SECONDS, AudioSpool, Job, JobStore, NewJob, Spool, new_token, open_store, session_key,
+    FINISHED, AudioSpool, Job, JobStore, NewJob, Spool, WorkerInfo, new_token, open_store, session_key,
 )  # fmt: skip
 from explorer.service import ModelError, ModelService
-from explorer.types import TranscribeOptions
+from explorer.types import TranscribeOptions, Transcription
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
+T = TypeVar("T")
+MAX_BACKOFF_SECONDS = 5.0  # the longest wait between tries while the store is unreachable
 
 
 class JobError(LookupError):
@@ -85,39 +93,116 @@ class BatchRunner:
         if store is None:
             store, spool = open_store(settings.job_store, settings.data_dir)
         self.store, self.spool = store, spool or Spool(settings.data_dir / "spool")
+        self.lease = settings.job_lease_seconds
         # Unique per runner: several may share a store, from one host or many.
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
-        self._running: set[str] = set()  # ids of the claimed jobs this runner holds leases on
+        self._held: dict[str, Job] = {}  # the claimed jobs this runner holds leases on, by id
+        self._done = 0  # jobs whose outcome this runner recorded
+        self._started_at = time.time()
         self._lock = threading.Lock()
+        self._beat_lock = threading.Lock()  # no beat lands after stop() has left the registry
         self._wake = threading.Condition()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._draining = threading.Event()  # set by stop(): no more claims
+        self._hurry = threading.Event()  # set by hurry(): stop() waits no longer for the jobs in hand
+        self._stop = threading.Event()  # every thread ends
+        self._workers: list[threading.Thread] = []  # those that take jobs
+        self._threads: list[threading.Thread] = []  # the periodic ones (heartbeat, recovery, sweeper, beat)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "BatchRunner":
-        # Alone on the store, every processing job was ours before a crash; on a shared store, only
-        # jobs whose lease has run out are nobody's.
-        recovered = self.store.recover(expired_only=self.store.shared)
-        if recovered:
-            log.warning("%d job(s) were processing when the server stopped: queued again", recovered)
-        self.sweep()
-        for i in range(self.settings.batch_workers):
-            self._spawn(self._work, f"batch-worker-{i}")
-        self._spawn(self._sweep_forever, "job-sweeper")
-        self._spawn(self._heartbeat_forever, "job-heartbeat")
+        """Start `batch_workers` threads taking jobs, and the periodic ones: lease renewal (every
+        quarter lease), taking back expired leases (every half lease: a dead worker's jobs return
+        within about 1.5 leases, whichever runner notices), the sweeper and, with workers, the beat
+        that reports this runner in the worker registry."""
+        self._started_at = time.time()
+        try:
+            # Alone on the store, every processing job was ours before a crash; on a shared store,
+            # only jobs whose lease has run out are nobody's.
+            recovered = self.store.recover(expired_only=self.store.shared)
+            if recovered:
+                log.warning("%d job(s) were processing when the server stopped: queued again", recovered)
+            self.sweep()
+        except self.store.transient as exc:  # the periodic threads and the workers keep trying
+            log.warning("job store unreachable at start (%s): retrying in the background", exc)
+        # Listed before they start: their first claim already reports this runner (_beat).
+        self._workers = [self._thread(self._work, f"batch-worker-{i}") for i in range(self.settings.batch_workers)]
+        for thread in self._workers:
+            thread.start()
+        periodic = [
+            (self.lease / 4, self._renew, "renewing leases", "job-heartbeat"),
+            (self.lease / 2, self._recover_expired, "taking back expired leases", "job-recovery"),
+            (self.settings.sweep_interval_seconds, self.sweep, "sweeping expired jobs", "job-sweeper"),
+        ]
+        if self._workers:
+            self._beat()
+            periodic.append((self.settings.worker_beat_seconds, self._beat, "reporting this worker", "worker-beat"))
+        self._threads = [self._thread(self._every(seconds, action, what), name) 
+                         for seconds, action, what, name in periodic]  # fmt: skip
+        for thread in self._threads:
+            thread.start()
         return self
 
-    def _spawn(self, target, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+    @staticmethod
+    def _thread(target: Callable[[], None], name: str) -> threading.Thread:
+        return threading.Thread(target=target, name=name, daemon=True)
 
-    def stop(self, timeout: float = 30) -> None:
-        self._stop.set()
-        with self._wake:
-            self._wake.notify_all()
-        for thread in self._threads:
-            thread.join(timeout)
+    def _every(self, seconds: float, action: Callable[[], object], what: str) -> Callable[[], None]:
+        """A loop that runs `action` every `seconds` until stop(); an error is logged, never fatal."""
+
+        def loop() -> None:
+            while not self._stop.wait(seconds):
+                try:
+                    action()
+                except Exception as exc:
+                    self._store_error(what, exc)
+
+        return loop
+
+    def _store_error(self, what: str, exc: Exception) -> None:
+        if isinstance(exc, self.store.transient):  # an outage: one line, not a traceback per try
+            log.warning("%s: job store unreachable (%s)", what, exc)
+        else:
+            log.error("%s failed", what, exc_info=exc)
+
+    def hurry(self) -> None:
+        """Make a stop() in progress stop waiting for the jobs in hand (a second Ctrl-C)."""
+        self._hurry.set()
+
+    def stop(self, grace: float = 30) -> int:
+        """Stop taking jobs; give those in hand up to `grace` seconds to finish, then put the rest
+        back in the queue, in their place, for another worker; end the periodic threads and leave
+        the worker registry. Returns how many jobs were put back."""
+        self._draining.set()
+        self._notify()
+        deadline = time.monotonic() + grace
+        for thread in self._workers:
+            while thread.is_alive() and not self._hurry.is_set() and time.monotonic() < deadline:
+                thread.join(min(0.1, max(0.0, deadline - time.monotonic())))
+        with self._lock:
+            held = sorted(self._held)
+        released = 0
+        if held:
+            try:
+                released = self.store.release(held, self.worker)
+                if released:
+                    log.warning("%d job(s) still running after %g s: back in the queue", released, grace)
+            except Exception as exc:
+                log.warning("could not give back %d job(s) (%s): they return when their lease runs out", len(held), exc)
+        with self._beat_lock:
+            self._stop.set()
+        self._notify()
+        for thread in self._threads:  # each ends at its next wait (or stays behind a slow store call: a daemon)
+            thread.join(5)
+        if self._workers:
+            try:
+                self.store.forget_worker(self.worker)
+            except Exception as exc:  # it ages out of workers() by itself
+                log.warning("could not leave the worker registry (%s)", exc)
+        return released
+
+    def working(self) -> bool:
+        """Whether a worker thread is still running: after stop(), a model call it gave up waiting for."""
+        return any(thread.is_alive() for thread in self._workers)
 
     # -- submitting --------------------------------------------------------------------------
     def submit(
@@ -166,44 +251,83 @@ class BatchRunner:
         return self.settings.batch_size if catalog.get(model).engine == "faster-whisper" else 1
 
     def _work(self) -> None:
-        while not self._stop.is_set():
-            jobs = self.store.claim(self._claim_limit, worker=self.worker, lease=LEASE_SECONDS)
+        delay = 0.0  # backoff while the store is unreachable
+        while not self._draining.is_set():
+            try:
+                jobs = self.store.claim(self._claim_limit, worker=self.worker, lease=self.lease)
+            except Exception as exc:  # the store is down or restarting: a worker outlives it
+                delay = min(max(2 * delay, 0.5), MAX_BACKOFF_SECONDS)
+                self._store_error("claiming jobs", exc)
+                self._draining.wait(delay)
+                continue
+            delay = 0.0
             if not jobs:
                 with self._wake:
-                    self._wake.wait(timeout=1.0)
+                    if not self._draining.is_set():
+                        self._wake.wait(timeout=1.0)
                 continue
             with self._holding(jobs):
-                self.run(jobs)
+                try:
+                    self.run(jobs)
+                except Exception as exc:  # their leases run out and they run again, here or elsewhere
+                    self._store_error(f"running {len(jobs)} job(s)", exc)
 
     @contextmanager
     def _holding(self, jobs: Sequence[Job]):
-        """While running these jobs, the heartbeat renews their lease."""
-        ids = {job.id for job in jobs}
+        """While running these jobs, the heartbeat renews their lease and the registry shows them."""
         with self._lock:
-            self._running |= ids
+            self._held.update((job.id, job) for job in jobs)
+        self._beat()
         try:
             yield
         finally:
             with self._lock:
-                self._running -= ids
+                for job in jobs:
+                    self._held.pop(job.id, None)
+            self._beat()
 
-    def _heartbeat_forever(self) -> None:
-        while not self._stop.wait(LEASE_SECONDS / 4):  # three beats may be missed before a lease runs out
-            with self._lock:
-                running = sorted(self._running)
+    def _renew(self) -> None:
+        """Heartbeat: push the lease of every job in hand (three beats may be missed before it runs out)."""
+        with self._lock:
+            held = sorted(self._held)
+        if not held:
+            return
+        kept = self.store.extend(held, self.lease, worker=self.worker)
+        with self._lock:
+            still = sum(1 for i in held if i in self._held)  # some may have finished meanwhile
+        if kept < still:
+            log.warning("lost the lease on %d job(s) after a long pause: they may run elsewhere", still - kept)
+
+    def _recover_expired(self) -> None:
+        recovered = self.store.recover(expired_only=True)
+        if recovered:
+            log.warning("%d job(s) of a worker that stopped answering: queued again", recovered)
+
+    def _patiently(self, call: Callable[[], T], what: str) -> T:
+        """call(), again while the store is unreachable (backoff to 5 s) for up to two leases, so
+        that a result in hand survives a store restart. Any other error, or giving up, raises."""
+        deadline = time.monotonic() + 2 * self.lease
+        delay = 0.5
+        while True:
             try:
-                self.store.extend(running, LEASE_SECONDS)
-            except Exception:  # the store is unreachable for now: the next beat tries again
-                log.exception("renewing the lease of %d running job(s) failed", len(running))
+                return call()
+            except self.store.transient as exc:
+                if self._stop.is_set() or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s: job store unreachable (%s), trying again in %.1f s", what, exc, delay)
+                self._stop.wait(delay)
+                delay = min(2 * delay, MAX_BACKOFF_SECONDS)
 
     def run(self, jobs: Sequence[Job]) -> None:
         """Run claimed jobs (one model, one set of options) and record each outcome."""
         audios: list[tuple[Job, Audio]] = []
         for job in jobs:
             try:
-                audios.append((job, Audio(self.spool.read(job.id))))
-            except Exception as exc:  # the spool file is gone (deleted job) or unreadable
-                self.store.fail(job.id, f"audio no longer available: {type(exc).__name__}")
+                audios.append((job, Audio(self._patiently(partial(self.spool.read, job.id), "reading audio"))))
+            except self.store.transient:
+                raise
+            except Exception as exc:  # the audio is gone (job deleted) or unreadable
+                self._record(job, "failed", error=f"audio no longer available: {type(exc).__name__}")
         if not audios:
             return
         first = audios[0][0]
@@ -211,38 +335,85 @@ class BatchRunner:
             results = self.service.transcribe_batch(first.model, [a for _, a in audios], first.options)
         except (ModelError, ValueError, KeyError) as exc:
             for job, _ in audios:
-                self.store.fail(job.id, str(exc).strip("'\""))
+                self._record(job, "failed", error=str(exc).strip("'\""))
             return
         except Exception as exc:  # an engine crash fails these jobs, never the worker
             log.exception("batch of %d job(s) failed", len(audios))
             for job, _ in audios:
-                self.store.fail(job.id, f"{type(exc).__name__}: {exc}")
+                self._record(job, "failed", error=f"{type(exc).__name__}: {exc}")
             return
         for (job, _), result in zip(audios, results):
-            if not self.store.complete(job.id, result):  # deleted while it ran
-                self.spool.delete([job.id])
+            self._record(job, "completed", result=result)
+
+    def _record(self, job: Job, status: str, error: str = "", result: Optional[Transcription] = None) -> None:
+        """Write one job's outcome (through a store outage) and log it, one line per job. The store
+        takes it only while this runner holds the job."""
+        try:
+            if status == "completed":
+                call = partial(self.store.complete, job.id, result, worker=self.worker)
+            else:
+                call = partial(self.store.fail, job.id, error, worker=self.worker)
+            recorded = self._patiently(call, f"recording job {job.id}")
+            if not recorded:
+                now = self._patiently(partial(self.store.get, job.session, job.id), f"looking up job {job.id}")
+                if now is None:
+                    self.spool.delete([job.id])  # deleted while it ran: its audio goes too
+                # A call whose reply was lost (a dropped connection) and that the client retried
+                # finds its own outcome already there.
+                recorded = now is not None and (now.status, now.worker) == (status, self.worker)
+        finally:
+            with self._lock:  # no longer held, whatever the store said: the heartbeat stops renewing it
+                self._held.pop(job.id, None)
+        seconds = time.time() - (job.started_at or time.time())
+        if recorded:
+            with self._lock:
+                self._done += 1
+            log.info("job %s %s %s in %.2f s%s", job.id, job.model, status, seconds, f": {error}" if error else "")
+        else:
+            log.warning("job %s %s %s in %.2f s, but it is no longer this worker's (deleted, or given back): dropped",
+                        job.id, job.model, status, seconds)  # fmt: skip
+
+    # -- the worker registry -----------------------------------------------------------------
+    def info(self) -> WorkerInfo:
+        """This runner as the registry shows it."""
+        models = tuple(m["key"] for m in self.service.health()["loaded_models"]) if self.service else ()
+        with self._lock:
+            held, done = list(self._held.values()), self._done
+        by_model: dict[str, list[str]] = {}
+        for job in held:
+            by_model.setdefault(job.model, []).append(job.id)
+        current = "; ".join(f"{model}: {', '.join(ids)}" for model, ids in by_model.items())
+        host, pid = socket.gethostname(), os.getpid()
+        return WorkerInfo(self.worker, host, pid, models, done, self._started_at, time.time(), current)
+
+    def _beat(self) -> None:
+        """Report this runner (if it takes jobs) in the registry; a failure waits for the next beat."""
+        if not self._workers:
+            return
+        try:
+            with self._beat_lock:
+                if not self._stop.is_set():
+                    self.store.beat(self.info())
+        except Exception as exc:
+            self._store_error("reporting this worker", exc)
+
+    def workers(self, max_age: Optional[float] = None) -> list[WorkerInfo]:
+        """Every worker on this store (any host) heard from in the last `max_age` seconds, by
+        default three beats: one that stopped beating (killed) drops out soon after."""
+        return self.store.workers(3 * self.settings.worker_beat_seconds if max_age is None else max_age)
 
     # -- expiry ------------------------------------------------------------------------------
     def sweep(self, now: Optional[float] = None) -> tuple[list[str], list[str]]:
         """Queue again the jobs of workers that stopped renewing their lease, remove jobs older
         than the TTL with their audio, then audio with no job. Returns (expired ids, orphan ids)."""
         now = time.time() if now is None else now
-        recovered = self.store.recover(expired_only=True)
-        if recovered:
-            log.warning("%d job(s) of a worker that stopped answering: queued again", recovered)
+        self._recover_expired()
         expired = self.store.expire(before=now - self.settings.job_ttl_hours * 3600)
         self.spool.delete(expired)
         # Audio written in the last minute may belong to a submission still in progress.
         orphans = self.spool.orphans(self.store.ids(), older_than=now - 60)
         self.spool.delete(orphans)
         return expired, orphans
-
-    def _sweep_forever(self) -> None:
-        while not self._stop.wait(self.settings.sweep_interval_seconds):
-            try:
-                self.sweep()
-            except Exception:  # never let the sweeper die silently for good
-                log.exception("sweeping expired jobs failed")
 
     # -- a session's jobs ----------------------------------------------------------------------
     def jobs(self, token: Optional[str], batch: Optional[str] = None) -> list[Job]:

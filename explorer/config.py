@@ -11,6 +11,10 @@ DEFAULT_MODEL = "faster-whisper/tiny.en"
 # Repos whose remote code we agree to run: trust_remote_code is never granted to an arbitrary id.
 DEFAULT_REMOTE_CODE_ALLOWLIST = ("CohereLabs/cohere-transcribe-03-2026",)
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# How long a claimed job stays a worker's without a heartbeat (renewed every quarter of it): long
+# enough that a busy worker's heartbeat is never late, short enough that a dead worker's jobs soon
+# run elsewhere (every runner takes back expired leases every half lease).
+DEFAULT_LEASE_SECONDS = 120.0
 
 
 def store_kind(url: str) -> str:
@@ -78,6 +82,8 @@ class Settings:
     ray_address: str = ""  # the Evaluate tab runs on this Ray cluster ("local": a Ray on this machine)
     ray_actors: int = 0  # transcription actors per model on Ray; 0: one per GPU of the cluster, or 1
     job_store: str = ""  # "" (SQLite in data_dir) or a Redis/Valkey URL shared by every worker
+    job_lease_seconds: float = DEFAULT_LEASE_SECONDS  # a claimed job is queued again this long after its last heartbeat
+    worker_beat_seconds: float = 5.0  # how often a worker reports itself (status shown in the Batch tab and /health)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -112,6 +118,8 @@ class Settings:
             ray_address=env.get("RAY_ADDRESS", "").strip(),
             ray_actors=_int(env, "RAY_ACTORS", cls.ray_actors),
             job_store=env.get("JOB_STORE", "").strip(),
+            job_lease_seconds=_float(env, "JOB_LEASE_SECONDS", cls.job_lease_seconds),
+            worker_beat_seconds=_float(env, "WORKER_BEAT_SECONDS", cls.worker_beat_seconds),
         )
         settings.validate()
         return settings
@@ -126,6 +134,8 @@ class Settings:
         if self.job_ttl_hours <= 0 or self.sweep_interval_seconds <= 0:
             raise ValueError("JOB_TTL_HOURS and SWEEP_INTERVAL_SECONDS must be positive")
         store_kind(self.job_store)  # raises on a URL of no store we have
+        if self.job_lease_seconds <= 0 or self.worker_beat_seconds <= 0:
+            raise ValueError("JOB_LEASE_SECONDS and WORKER_BEAT_SECONDS must be positive")
         if self.max_loaded_models < 1:
             raise ValueError("MAX_LOADED_MODELS must be at least 1")
         if not 0 < self.gpu_memory_utilization <= 1:

@@ -3,8 +3,9 @@
 The store is the single source of truth for a job's life: queued -> processing -> completed or
 failed (or queued -> cancelled). Claiming is atomic, so a job runs once. A claim is a lease: the
 worker that holds it pushes its deadline while it runs (``extend``); a job whose lease ran out
-(its worker died) goes back to the queue in its old place (``recover(expired_only=True)``, what a
-sweeper runs), and at the start of a single-process server every job left "processing" by a crash
+(its worker died) goes back to the queue in its old place (``recover(expired_only=True)``, what
+every runner does every half lease), a worker that stops gives back the jobs it still holds
+(``release``), and at the start of a single-process server every job left "processing" by a crash
 does (``recover()``). Every read and write that a user can cause is scoped by session: the store
 keeps a SHA-256 of the session token, never the token itself, and a call with another session
 finds nothing. Workers register themselves (``beat``) so that their status can be shown.
@@ -31,16 +32,14 @@ from typing import Callable, Iterable, Literal, Optional, Protocol, Sequence, Un
 import numpy as np
 import soundfile as sf
 
-from explorer.config import store_kind
+from explorer.config import DEFAULT_LEASE_SECONDS, store_kind
 from explorer.types import SAMPLE_RATE, Metrics, Segment, TranscribeOptions, Transcription, Word
 
 Status = Literal["queued", "processing", "completed", "failed", "cancelled"]
 STATUSES: tuple[Status, ...] = ("queued", "processing", "completed", "failed", "cancelled")
 FINISHED: tuple[Status, ...] = ("completed", "failed", "cancelled")
 Limit = Union[int, Callable[[str], int]]  # jobs per claim, or a function of the head job's model
-# How long a claim holds without a heartbeat: long enough that a busy worker's heartbeat is never
-# late, short enough that the jobs of a dead worker are soon queued again.
-LEASE_SECONDS = 120.0
+LEASE_SECONDS = DEFAULT_LEASE_SECONDS  # a claim's lease unless the caller gives one (JOB_LEASE_SECONDS)
 
 
 def new_token() -> str:
@@ -107,13 +106,18 @@ class WorkerInfo:
 
 
 class JobStore(Protocol):
+    """Calls that change a processing job take an optional `worker`: given, they act only while that
+    worker still holds the job (a worker whose lease was taken back cannot overwrite its new holder)."""
+
     shared: bool  # other processes may hold leases on its jobs (so a start must not take them back)
+    transient: tuple[type[BaseException], ...]  # errors that mean "unreachable for now, try again"
 
     def add(self, session: str, batch: str, jobs: Sequence[NewJob]) -> list[Job]: ...
     def claim(self, limit: Limit = 1, worker: str = "", lease: float = LEASE_SECONDS) -> list[Job]: ...
-    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS) -> int: ...
-    def complete(self, job_id: str, result: Transcription) -> bool: ...
-    def fail(self, job_id: str, error: str) -> bool: ...
+    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS, worker: str = "") -> int: ...
+    def release(self, job_ids: Sequence[str], worker: str) -> int: ...
+    def complete(self, job_id: str, result: Transcription, worker: str = "") -> bool: ...
+    def fail(self, job_id: str, error: str, worker: str = "") -> bool: ...
     def get(self, session: str, job_id: str) -> Optional[Job]: ...
     def list(self, session: str, batch: Optional[str] = None) -> list[Job]: ...
     def counts(self, session: str, batch: Optional[str] = None) -> dict[str, int]: ...
@@ -215,6 +219,7 @@ class SqliteJobStore:
     lock up front (BEGIN IMMEDIATE) so a claim cannot interleave with another claim."""
 
     shared = False  # one server process works on it: at its start, nobody else holds a lease
+    transient = (sqlite3.OperationalError,)  # "database is locked" past the busy timeout, a full disk
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -305,29 +310,42 @@ class SqliteJobStore:
             )
         return [self._get(row[0]) for row in run]
 
-    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS) -> int:
-        """Heartbeat: the jobs among `job_ids` still processing are held `lease` seconds from now."""
+    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS, worker: str = "") -> int:
+        """Heartbeat: the jobs among `job_ids` still processing (by `worker`, if given) are held
+        `lease` seconds from now. Returns how many."""
         until = time.time() + lease
         with self._write() as db:
             cur = db.executemany(
-                "UPDATE jobs SET lease_until = ? WHERE id = ? AND status = 'processing'", [(until, i) for i in job_ids]
+                "UPDATE jobs SET lease_until = ? WHERE id = ? AND status = 'processing' AND (? = '' OR worker = ?)",
+                [(until, i, worker, worker) for i in job_ids],
             )
         return cur.rowcount
 
-    def _finish(self, job_id: str, status: Status, error: str, result: Optional[str]) -> bool:
+    def release(self, job_ids: Sequence[str], worker: str) -> int:
+        """A worker that stops gives back the jobs among `job_ids` it still holds: they are queued
+        again in their old place (the attempt stays counted). Returns how many."""
+        with self._write() as db:
+            cur = db.executemany(
+                "UPDATE jobs SET status = 'queued', started_at = NULL, worker = '', lease_until = NULL"
+                " WHERE id = ? AND status = 'processing' AND worker = ?",
+                [(i, worker) for i in job_ids],
+            )
+        return cur.rowcount
+
+    def _finish(self, job_id: str, status: Status, error: str, result: Optional[str], worker: str) -> bool:
         with self._write() as db:
             cur = db.execute(
                 "UPDATE jobs SET status = ?, error = ?, result = ?, finished_at = ?, lease_until = NULL"
-                " WHERE id = ? AND status = 'processing'",
-                (status, error, result, time.time(), job_id),
+                " WHERE id = ? AND status = 'processing' AND (? = '' OR worker = ?)",
+                (status, error, result, time.time(), job_id, worker, worker),
             )
         return cur.rowcount == 1
 
-    def complete(self, job_id: str, result: Transcription) -> bool:
-        return self._finish(job_id, "completed", "", json.dumps(result.to_dict()))
+    def complete(self, job_id: str, result: Transcription, worker: str = "") -> bool:
+        return self._finish(job_id, "completed", "", json.dumps(result.to_dict()), worker)
 
-    def fail(self, job_id: str, error: str) -> bool:
-        return self._finish(job_id, "failed", error, None)
+    def fail(self, job_id: str, error: str, worker: str = "") -> bool:
+        return self._finish(job_id, "failed", error, None, worker)
 
     def get(self, session: str, job_id: str) -> Optional[Job]:
         row = self._db().execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ? AND session = ?", (job_id, session)).fetchone()

@@ -12,8 +12,8 @@ scoping), for workers on several machines that share one server. Keys, all under
 - ``audio:<id>``: a job's audio (FLAC bytes), ``audio-written``: audio ids scored by when written.
 
 Every change that touches more than one key is one Lua script, which Redis runs atomically: adding
-jobs (numbering them), claiming, finishing, cancelling, deleting, recovering, extending leases and
-expiring. The scripts build job keys from the prefix, so they need one server (or a Sentinel
+jobs (numbering them), claiming, finishing, cancelling, deleting, recovering, extending and
+releasing leases, and expiring. The scripts build job keys from the prefix, so they need one server (or a Sentinel
 primary), not a Redis Cluster. The server must keep what it is given: ``maxmemory-policy
 noeviction`` (Debian's default) and AOF persistence (``appendonly yes``) for jobs to survive a
 restart. Times are the clients' clocks (leases of minutes tolerate seconds of skew).
@@ -71,9 +71,10 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
 end
 return out
 """
-# KEYS: job, processing. ARGV: id, status, error, result ('' for none), now.
+# KEYS: job, processing. ARGV: id, status, error, result ('' for none), now, worker ('' for any).
 FINISH = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'processing' then return 0 end
+local job = redis.call('HMGET', KEYS[1], 'status', 'worker')
+if job[1] ~= 'processing' or (ARGV[6] ~= '' and job[2] ~= ARGV[6]) then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', ARGV[3], 'finished_at', ARGV[5])
 redis.call('HDEL', KEYS[1], 'lease_until', 'result')
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
@@ -110,13 +111,29 @@ for _, id in ipairs(ids) do
 end
 return #ids
 """
-# KEYS: processing. ARGV: prefix, deadline, ids...
+# KEYS: processing. ARGV: prefix, deadline, worker ('' for any), ids...
 EXTEND = """
 local n = 0
-for i = 3, #ARGV do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+for i = 4, #ARGV do
+  local key = ARGV[1] .. 'job:' .. ARGV[i]
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) and (ARGV[3] == '' or redis.call('HGET', key, 'worker') == ARGV[3]) then
     redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
-    redis.call('HSET', ARGV[1] .. 'job:' .. ARGV[i], 'lease_until', ARGV[2])
+    redis.call('HSET', key, 'lease_until', ARGV[2])
+    n = n + 1
+  end
+end
+return n
+"""
+# KEYS: processing, queue. ARGV: prefix, worker, ids... Only jobs that worker still holds.
+RELEASE = """
+local n = 0
+for i = 3, #ARGV do
+  local key = ARGV[1] .. 'job:' .. ARGV[i]
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) and redis.call('HGET', key, 'worker') == ARGV[2] then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HSET', key, 'status', 'queued', 'worker', '')
+    redis.call('HDEL', key, 'started_at', 'lease_until')
+    redis.call('ZADD', KEYS[2], redis.call('HGET', key, 'seq'), ARGV[i])
     n = n + 1
   end
 end
@@ -193,6 +210,9 @@ class RedisJobStore:
     """JobStore on a Redis/Valkey server (see the module docstring for its keys)."""
 
     shared = True  # workers elsewhere may hold leases: a start takes back only expired ones
+    # Unreachable for now: refused or dropped connections, timeouts, a restarted server still
+    # loading its AOF (BusyLoadingError is a ConnectionError).
+    transient = (redis.ConnectionError, redis.TimeoutError)
 
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX):
         self.client, self.prefix = client, prefix
@@ -239,20 +259,27 @@ class RedisJobStore:
             if claimed:
                 return [_job(_decode(h)) for h in claimed]
 
-    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS) -> int:
+    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS, worker: str = "") -> int:
         if not job_ids:
             return 0
-        return self._run("extend", [self._key("processing")], [self.prefix, _text(time.time() + lease), *job_ids])
+        args = [self.prefix, _text(time.time() + lease), worker, *job_ids]
+        return self._run("extend", [self._key("processing")], args)
 
-    def _finish(self, job_id: str, status: str, error: str, result: str) -> bool:
+    def release(self, job_ids: Sequence[str], worker: str) -> int:
+        """As SqliteJobStore.release: the jobs `worker` still holds go back to their place in the queue."""
+        if not job_ids:
+            return 0
+        return self._run("release", [self._key("processing"), self._key("queue")], [self.prefix, worker, *job_ids])
+
+    def _finish(self, job_id: str, status: str, error: str, result: str, worker: str) -> bool:
         keys = [self._key("job", job_id), self._key("processing")]
-        return self._run("finish", keys, [job_id, status, error, result, _text(time.time())]) == 1
+        return self._run("finish", keys, [job_id, status, error, result, _text(time.time()), worker]) == 1
 
-    def complete(self, job_id: str, result: Transcription) -> bool:
-        return self._finish(job_id, "completed", "", json.dumps(result.to_dict()))
+    def complete(self, job_id: str, result: Transcription, worker: str = "") -> bool:
+        return self._finish(job_id, "completed", "", json.dumps(result.to_dict()), worker)
 
-    def fail(self, job_id: str, error: str) -> bool:
-        return self._finish(job_id, "failed", error, "")
+    def fail(self, job_id: str, error: str, worker: str = "") -> bool:
+        return self._finish(job_id, "failed", error, "", worker)
 
     def get(self, session: str, job_id: str) -> Optional[Job]:
         (job,) = self._jobs([job_id])
@@ -318,7 +345,7 @@ class RedisJobStore:
 
 SCRIPTS = {
     "add": ADD, "claim": CLAIM, "finish": FINISH, "cancel": CANCEL, "delete": DELETE, "recover": RECOVER,
-    "extend": EXTEND, "expire": EXPIRE,
+    "extend": EXTEND, "release": RELEASE, "expire": EXPIRE,
 }  # fmt: skip
 
 

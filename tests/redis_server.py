@@ -27,10 +27,13 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process on `folder` (its data survives a restart on the same folder)."""
+    """One redis-server process on `folder` (its data survives a restart on the same folder).
+    `fsync`: "everysec" (Redis' default: a crash may lose the last second of writes) or "always"
+    (every write is on disk before the client hears back)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, fsync: str = "everysec"):
         self.folder = Path(folder)
+        self.fsync = fsync
         self.folder.mkdir(parents=True, exist_ok=True)
         self.process: Optional[subprocess.Popen] = None
         self.port = 0
@@ -39,11 +42,13 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 20) -> "RedisServer":
-        self.port = free_port()
+    def start(self, timeout: float = 20, same_port: bool = False) -> "RedisServer":
+        """Start on a free port, or (a restart that clients should find again) on the last one."""
+        if not (same_port and self.port):
+            self.port = free_port()
         self.process = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no",
+             "--save", "", "--appendonly", "yes", "--appendfsync", self.fsync, "--daemonize", "no",
              "--logfile", str(self.folder / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -165,3 +165,23 @@ def test_webgpu_only_with_a_real_adapter(browser, app):
         ui.at("load").click()
         assert "WebGPU was chosen but" in ui.wait_status("error", timeout=60)
     ui.context.close()
+
+
+def test_batch_tab_lists_the_workers_taking_jobs(browser, app):
+    """The Batch tab's Workers table shows the app's own batch worker (host, pid) as it reports itself."""
+    import socket
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(app.url)
+        page.get_by_role("tab", name="Batch").click()
+        page.get_by_text("Workers", exact=True).click()
+        page.get_by_text("1 worker(s) on this server's SQLite store").wait_for(timeout=30_000)
+        worker = f"{socket.gethostname()}:{app.proc.pid}:"  # a worker's id: host, pid, a random suffix
+        deadline = time.time() + 15
+        while worker not in page.inner_text("body") and time.time() < deadline:
+            page.wait_for_timeout(500)  # the table refreshes every 5 s
+        assert worker in page.inner_text("body")
+    finally:
+        context.close()

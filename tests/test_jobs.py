@@ -3,6 +3,7 @@ on a real redis-server (Debian's, started by conftest); expiry with the sweeper;
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -226,6 +227,31 @@ def test_a_heartbeat_keeps_a_job_from_being_taken_back(store):
     assert store.extend([], lease=60) == 0
 
 
+def test_a_stopping_worker_gives_back_only_the_jobs_it_still_holds_in_their_place(store):
+    a, b, c, d = store.add(A, "b", [new("1"), new("2"), new("3"), new("4")])
+    store.claim(3, worker="w1", lease=60)
+    assert store.complete(a.id, result(), worker="w1")
+    assert store.release([a.id, b.id, c.id, "no-such-job"], worker="w2") == 0  # not w2's
+    assert store.release([a.id, b.id, c.id, "no-such-job"], worker="w1") == 2  # a is finished: not given back
+    assert [j.status for j in store.list(A)] == ["completed", "queued", "queued", "queued"]
+    back = store.get(A, b.id)
+    assert back.worker == "" and back.lease_until is None and back.started_at is None and back.attempts == 1
+    again = store.claim(8, worker="w2")
+    assert [j.filename for j in again] == ["2", "3", "4"] and [j.attempts for j in again] == [2, 2, 1]
+    assert store.release([], worker="w2") == 0 and store.recover(expired_only=True) == 0
+
+
+def test_only_the_worker_holding_a_job_renews_or_records_it(store):
+    a, b = store.add(A, "b", [new("1"), new("2")])
+    store.claim(2, worker="w1", lease=60)
+    assert store.extend([a.id, b.id], lease=120, worker="w2") == 0
+    assert store.extend([a.id], lease=120, worker="w1") == 1 and store.get(A, a.id).lease_until > time.time() + 100
+    assert not store.complete(a.id, result(), worker="w2") and not store.fail(a.id, "boom", worker="w2")
+    assert store.get(A, a.id).status == "processing"
+    assert store.complete(a.id, result(), worker="w1") and store.fail(b.id, "boom")  # no worker given: any
+    assert [(j.status, j.worker) for j in store.list(A)] == [("completed", "w1"), ("failed", "w1")]
+
+
 def test_workers_report_themselves_and_age_out(store):
     now = time.time()
     one = WorkerInfo("host-a:11:ab", "host-a", 11, (TINY, BASE), 0, now - 100, now)
@@ -406,3 +432,98 @@ def test_redis_jobs_survive_a_crash_of_the_server(tmp_path, redis_available):
         assert store.recover() == 1 and [j.filename for j in store.claim(8)] == ["2", "4", "later"]
     finally:
         server.stop()
+
+
+# -- the runner's own threads: lease renewal, recovery, the registry, a clean stop -------------------
+class GatedService:
+    """A stand-in for ModelService whose model call returns only once the test opens the gate
+    (the runner's threads are what is tested here, not a model)."""
+
+    def __init__(self):
+        self.started, self.gate = threading.Event(), threading.Event()
+
+    def health(self) -> dict:
+        return {"loaded_models": [{"key": TINY}]}
+
+    def transcribe_batch(self, key, audios, options):
+        self.started.set()
+        assert self.gate.wait(30)
+        return [result(key, "gated") for _ in audios]
+
+
+def gated_runner(backend, lease: float) -> tuple[BatchRunner, GatedService, list]:
+    """A runner with one worker thread (one job per claim) and two queued jobs with audio."""
+    url, folder = backend
+    service = GatedService()
+    settings = Settings(data_dir=folder, job_store=url, batch_workers=1, batch_size=1, job_lease_seconds=lease,
+                        worker_beat_seconds=0.2)  # fmt: skip
+    runner = BatchRunner(service, settings)
+    jobs = runner.store.add(A, "b", [new("1"), new("2")])
+    for job in jobs:
+        runner.spool.write(job.id, np.zeros(1600, dtype=np.float32))
+    return runner, service, jobs
+
+
+def test_a_runner_renews_the_lease_of_a_long_job_and_lets_it_finish_when_stopped(backend):
+    runner, service, (job, later) = gated_runner(backend, lease=1.0)
+    runner.start()
+    try:
+        assert service.started.wait(10)
+        (me,) = runner.workers()
+        assert me.id == runner.worker and me.current == f"{TINY}: {job.id}" and me.models == (TINY,)
+        assert me.jobs_done == 0 and me.pid == os.getpid()
+        threading.Timer(2.5, service.gate.set).start()  # longer than two leases: only the heartbeat keeps it
+        assert runner.stop(grace=20) == 0  # it finished within the grace: nothing given back
+    finally:
+        service.gate.set()
+        runner.stop(grace=0)
+    done = runner.store.get(A, job.id)
+    assert (done.status, done.attempts, done.worker, done.result.text) == ("completed", 1, runner.worker, "gated")
+    assert runner.store.get(A, later.id).status == "queued"  # nothing claimed once stopping
+    assert runner.workers(max_age=3600) == []  # it left the registry
+
+
+def test_a_runner_stopped_mid_job_gives_it_back_and_its_late_result_is_refused(backend):
+    runner, service, (job, later) = gated_runner(backend, lease=60)
+    runner.start()
+    try:
+        assert service.started.wait(10)
+        assert runner.stop(grace=0.2) == 1
+        back = runner.store.get(A, job.id)
+        assert (back.status, back.worker, back.attempts, back.lease_until) == ("queued", "", 1, None)
+        assert [j.id for j in runner.store.claim(8, worker="other")] == [job.id, later.id]  # its old place
+    finally:
+        service.gate.set()  # the call given up on returns now
+    deadline = time.monotonic() + 10
+    while runner.working() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not runner.working()
+    again = runner.store.get(A, job.id)
+    assert (again.status, again.worker, again.attempts) == ("processing", "other", 2)  # untouched by the late result
+    assert runner.spool.exists(job.id) and runner.workers(max_age=3600) == []
+
+
+def test_every_runner_takes_back_expired_leases_without_waiting_for_the_sweeper(backend):
+    url, folder = backend
+    settings = Settings(data_dir=folder, job_store=url, batch_workers=0, job_lease_seconds=1.0)  # sweeps every 600 s
+    runner = BatchRunner(None, settings).start()
+    try:
+        (job,) = runner.store.add(A, "b", [new("1")])
+        runner.store.claim(1, worker="dead", lease=0.5)
+        claimed = time.monotonic()
+        while runner.store.get(A, job.id).status != "queued" and time.monotonic() < claimed + 5:
+            time.sleep(0.05)
+        took = time.monotonic() - claimed
+    finally:
+        runner.stop()
+    assert runner.store.get(A, job.id).status == "queued" and took < 0.5 + 0.5 + 0.5  # lease + half a lease + slack
+    assert runner.workers(max_age=3600) == []  # no worker threads: not in the registry
+
+
+def test_lease_and_beat_settings():
+    settings = Settings.from_env({"JOB_LEASE_SECONDS": "6", "WORKER_BEAT_SECONDS": "0.5"})
+    assert (settings.job_lease_seconds, settings.worker_beat_seconds) == (6.0, 0.5)
+    assert Settings.from_env({}).job_lease_seconds == 120.0
+    for name in ("JOB_LEASE_SECONDS", "WORKER_BEAT_SECONDS"):
+        with pytest.raises(ValueError, match=name):
+            Settings.from_env({name: "0"})

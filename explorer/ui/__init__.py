@@ -47,7 +47,7 @@ def build_app(service: ModelService, settings: Settings, runner: BatchRunner) ->
             with gr.Tab("Browser"):
                 build_browser(service, settings, browser_results)
             with gr.Tab("Models"):
-                build_models(service)
+                build_models(service, runner)
     # Model calls share one concurrency group ("models", limit NUM_WORKERS); max_size bounds the wait.
     demo.queue(max_size=settings.queue_max_size, default_concurrency_limit=settings.num_workers)
     return demo

@@ -10,16 +10,18 @@ import secrets
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import gradio as gr
 import pandas as pd
 
 from explorer.batch import BatchRunner, JobError, finished, job_row
-from explorer.jobs import Job
+from explorer.jobs import Job, WorkerInfo
 from explorer.service import ModelService
 from explorer.ui.transcribe import language_choices, make_options, model_choices
 
 TABLE_COLUMNS = ["file", "status", "model", "audio_seconds", "rtfx", "seconds", "batch_size", "error", "id"]
+WORKER_COLUMNS = ["worker", "host", "pid", "models_loaded", "jobs_done", "running", "up_seconds", "seen_seconds_ago"]
 WATCH_SECONDS = 0.5
 EMPTY_TABLE = pd.DataFrame(columns=TABLE_COLUMNS)
 
@@ -37,6 +39,25 @@ def browser_secret(data_dir: Path) -> str:
 
 def jobs_frame(jobs: list[Job]) -> pd.DataFrame:
     return pd.DataFrame([job_row(j) for j in jobs], columns=TABLE_COLUMNS)
+
+
+def worker_records(workers: list[WorkerInfo], now: float) -> list[dict]:
+    """Each worker taking jobs from this store (this app's own and standalone ones, any host)."""
+    return [
+        {
+            "worker": w.id, "host": w.host, "pid": w.pid, "models_loaded": ", ".join(w.models), "jobs_done": w.jobs_done,
+            "running": w.current, "up_seconds": round(now - w.started_at), "seen_seconds_ago": round(now - w.last_seen, 1),
+        }
+        for w in workers
+    ]  # fmt: skip
+
+
+def reachable_workers(runner: BatchRunner) -> Optional[list[WorkerInfo]]:
+    """The store's workers, or None while the store cannot be reached (the page keeps working)."""
+    try:
+        return runner.workers()
+    except runner.store.transient:
+        return None
 
 
 def progress_markdown(counts: dict[str, int]) -> str:
@@ -159,6 +180,10 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
                 export = gr.Button("Export all (CSV, JSON, SRT zip)")
                 delete_all = gr.Button("Delete all", variant="stop")
             exports = gr.File(label="Exports", file_count="multiple", interactive=False)
+    with gr.Accordion("Workers", open=False):
+        workers_note = gr.Markdown()
+        workers_table = gr.Dataframe(headers=WORKER_COLUMNS, interactive=False, wrap=True)
+        worker_rows = gr.State(-1)
     with gr.Accordion("Job", open=True):
         with gr.Row():
             job_id = gr.Textbox(label="Job id (click a row above)")
@@ -175,8 +200,22 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         with gr.Accordion("Job as JSON", open=False):
             detail = gr.JSON()
     timer = gr.Timer(2.0)
+    workers_timer = gr.Timer(5.0)
 
     # -- UI wiring ---------------------------------------------------------------------------
+    def resize_workers(shown: int):
+        """As resize below: the workers table is emptied first when its row count changes."""
+        n = len(reachable_workers(runner) or [])
+        return (pd.DataFrame(columns=WORKER_COLUMNS), n) if n != shown else (gr.skip(), shown)
+
+    def show_workers():
+        workers = reachable_workers(runner)
+        if workers is None:
+            return "The job store cannot be reached right now; workers keep retrying.", pd.DataFrame(columns=WORKER_COLUMNS)
+        store = "a shared store" if runner.store.shared else "this server's SQLite store"
+        note = f"{len(workers)} worker(s) on {store}" + ("" if workers else ": submitted jobs wait until one starts")
+        return note, pd.DataFrame(worker_records(workers, time.time()), columns=WORKER_COLUMNS)
+
     def refresh(token):
         if not token:
             return "No jobs in this session yet.", jobs_frame([])
@@ -229,6 +268,9 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
     ).success(ui_watch, [token, batch, rows], [status, table, rows], concurrency_limit=None, **private)  # fmt: skip
     timer.tick(resize, [token, rows], [table, rows], queue=False, **private).then(
         refresh, token, [status, table], queue=False, **private
+    )
+    workers_timer.tick(resize_workers, worker_rows, [workers_table, worker_rows], queue=False, **private).then(
+        show_workers, None, [workers_note, workers_table], queue=False, **private
     )
     table.select(on_select, table, job_id, queue=False, **private)
     open_job.click(ui_open, [token, job_id], [detail, player, transcript, segments], **private)

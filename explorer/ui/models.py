@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import gradio as gr
 import pandas as pd
 
+from explorer.batch import BatchRunner
+from explorer.config import store_kind
 from explorer.service import ModelService
+from explorer.ui.batch import reachable_workers, worker_records
 
 COLUMNS = ["key", "name", "engine", "status", "reason", "source", "gated", "trust_remote_code"]
 
@@ -14,14 +19,20 @@ def catalog_frame(service: ModelService) -> pd.DataFrame:
     return pd.DataFrame(service.models())[COLUMNS]
 
 
-def build_models(service: ModelService) -> None:
+def build_models(service: ModelService, runner: BatchRunner) -> None:
     def models() -> list[dict]:
         """Every model the explorer knows, with its availability (ready, downloadable, unavailable) and why."""
         return service.models()
 
     def health() -> dict:
-        """Server status, loaded models and models that failed to load (with the reason)."""
-        return service.health()
+        """Server status, loaded models, models that failed to load (with the reason), and the batch
+        workers taking jobs from this server's job store (host, models loaded, jobs done)."""
+        workers = reachable_workers(runner)
+        return {
+            **service.health(),
+            "job_store": store_kind(runner.settings.job_store) + ("" if workers is not None else " (unreachable)"),
+            "workers": worker_records(workers or [], time.time()),
+        }
 
     gr.Markdown(
         "Availability is computed at start: **ready** (weights on this machine), **downloadable** "
