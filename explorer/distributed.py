@@ -4,7 +4,8 @@ The same evaluation as ``explorer.evaluate.evaluate`` (same hypotheses, same sco
 a cluster with Ray Data:
 
 - the utterances become a Ray Dataset (``ray.data.from_items``: index, id, audio, reference, kind);
-- decoding to 16 kHz mono float32 runs as CPU tasks (``map``), through ``Utterance.load``;
+- decoding to 16 kHz mono float32 runs as Ray tasks (``map``, at most one per actor at a time),
+  through ``Utterance.load``;
 - transcription runs in an actor pool per model (``map_batches`` with a callable class,
   ``ActorPoolStrategy(size=actors)``; one GPU each on a cluster with GPUs, one actor per GPU by default;
   else one CPU slot each, with the engine's threads set to match); every actor builds its own ``ModelService`` from
@@ -18,9 +19,10 @@ node) is restarted as a new process and the utterance it held is tried once more
 (``max_task_retries=1`` on the pool's actors, passed through ``map_batches`` as Ray Data documents;
 Ray 2.60 warns that such arguments are deprecated for 2.64). An utterance whose retry dies too is
 dropped by Ray Data (``max_errored_blocks=-1``, one block per utterance) and recorded by the driver
-as failed ("lost: ..."), so the run always completes with exactly one row per utterance. Restarts
-are finite (two per utterance), so a model that kills its actor on load ends the run with Ray's
-error instead of looping; an actor whose ``__init__`` dies is replaced up to
+as failed ("lost: ..."), so the run completes with exactly one row per utterance. Any other error
+while decoding or transcribing (a CUDA out-of-memory, say) is that utterance's failed row, with
+its type and message. Restarts are bounded (``ACTOR_RESTARTS`` per actor), so a model that keeps
+killing its actor is not reloaded forever; an actor whose ``__init__`` dies is replaced up to
 ``DataContext.max_consecutive_actor_init_deaths``.
 
 RTFx is reported twice: the summary's ``rtfx`` is the leaderboard's (total audio / total
@@ -39,11 +41,12 @@ back to ``OMP_NUM_THREADS``, which Ray sets to each actor's ``num_cpus`` (1).
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,7 +61,8 @@ WORKER_ENV = (
     "MAX_LOADED_MODELS", "MAX_AUDIO_SECONDS", "TRUST_REMOTE_CODE_MODELS",
 )  # fmt: skip
 TASK_RETRIES = 1  # a batch whose actor died runs once more, on the restarted actor (a new process)
-ACTOR_RESTARTS_PER_UTTERANCE = 2  # an actor may die on each try of each utterance, and no more
+_CONNECTING = threading.Lock()
+ACTOR_RESTARTS = 10  # per actor: past this many deaths the model is broken, and the actor stays dead
 LOST = "lost: the Ray worker transcribing it died on its first try and on its retry"
 
 
@@ -114,6 +118,8 @@ def _decode(row: dict, max_seconds: Optional[float] = None) -> dict:
         out["samples"], out["error"] = _load(row, max_seconds).samples.tobytes(), ""
     except (AudioError, ValueError) as exc:
         out["samples"], out["error"] = b"", str(exc)
+    except Exception as exc:  # any other error is this utterance's, not a dead worker's
+        out["samples"], out["error"] = b"", f"{type(exc).__name__}: {exc}"
     return out
 
 
@@ -148,6 +154,8 @@ class Transcriber:
                     text, seconds, duration = t.text, t.metrics.processing_seconds, audio.duration
                 except (AudioError, ModelError, ValueError) as exc:
                     error = str(exc)
+                except Exception as exc:  # e.g. CUDA out of memory: a failed row, not a "lost" one
+                    error = f"{type(exc).__name__}: {exc}"
             hypotheses.append(text), processing.append(seconds), audio_seconds.append(duration), errors.append(error)
         return {
             **{k: batch[k] for k in ("index", "id", "reference", "kind")},
@@ -167,19 +175,20 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None, **kwa
     same image); the models likewise under MODELS_DIR."""
     import ray
 
-    if ray.is_initialized():
-        return
     env = {name: os.environ[name] for name in WORKER_ENV if os.environ.get(name)}
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(
-        address=address or "local",  # not Ray's default of joining a cluster `ray start` left running here
-        num_cpus=None if address else num_cpus,
-        include_dashboard=False,
-        runtime_env={"env_vars": env},
-        log_to_driver=False,
-        **kwargs,
-    )
+    with _CONNECTING:  # two evaluations starting at once (the Evaluate tab) must not both init
+        if ray.is_initialized():
+            return
+        ray.init(
+            address=address or "local",  # not Ray's default of joining a cluster `ray start` left running here
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            runtime_env={"env_vars": env},
+            log_to_driver=False,
+            **kwargs,
+        )
 
 
 @dataclass(frozen=True)
@@ -226,7 +235,7 @@ def _pipeline(key: str, items: list[dict], options: TranscribeOptions, warm_up: 
             compute=ray.data.ActorPoolStrategy(size=pool.actors),
             num_cpus=1,
             num_gpus=pool.gpus,
-            max_restarts=ACTOR_RESTARTS_PER_UTTERANCE * len(items),  # finite: a model that dies on load ends the run
+            max_restarts=ACTOR_RESTARTS,
             max_task_retries=TASK_RETRIES,
         )
     dataset.context.max_errored_blocks = -1
@@ -289,7 +298,6 @@ def evaluate_on_ray(
     gpus_per_actor: Optional[float] = None,
     address: Optional[str] = None,
     max_seconds: Optional[float] = None,
-    on_row: Optional[Callable[[RayRow], None]] = None,
 ) -> RayEvaluation:
     """``explorer.evaluate.evaluate`` on Ray: the same rows in the same order (model by model, in
     the dataset's order), plus the node that transcribed each; `actors` per model."""
@@ -298,8 +306,6 @@ def evaluate_on_ray(
         models, utterances, options, language, actors=actors, gpus_per_actor=gpus_per_actor, address=address, max_seconds=max_seconds
     ):
         rows.append(row)
-        if on_row:
-            on_row(row)
     return gathered(models, rows)
 
 

@@ -191,3 +191,11 @@ def test_compare_names_an_unknown_model_and_the_server_keeps_serving(app, clips)
     with pytest.raises(AppError, match=r"faster-whisper/large-v3.*unavailable"):
         compare(client, clips[1].path, ["faster-whisper/large-v3"])
     assert transcribe(client, clips[1].path)["text"]
+
+
+def test_worker_status_shows_what_runs_but_not_other_sessions_job_ids():
+    from explorer.ui.batch import running_summary
+
+    assert running_summary("") == ""
+    assert running_summary("faster-whisper/tiny.en: Ab_1, c-D2") == "faster-whisper/tiny.en (2 jobs)"
+    assert running_summary("m: x; transformers/whisper-base: y") == "m (1 job); transformers/whisper-base (1 job)"

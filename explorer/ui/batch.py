@@ -41,12 +41,24 @@ def jobs_frame(jobs: list[Job]) -> pd.DataFrame:
     return pd.DataFrame([job_row(j) for j in jobs], columns=TABLE_COLUMNS)
 
 
+def running_summary(current: str) -> str:
+    """What a worker runs, without the job ids (they belong to other users' sessions):
+    "model: id1, id2; other: id3" -> "model (2 jobs); other (1 job)"."""
+    parts = []
+    for part in filter(None, current.split("; ")):
+        model, _, ids = part.rpartition(": ")
+        n = len(ids.split(", "))
+        parts.append(f"{model} ({n} job{'s' if n > 1 else ''})")
+    return "; ".join(parts)
+
+
 def worker_records(workers: list[WorkerInfo], now: float) -> list[dict]:
     """Each worker taking jobs from this store (this app's own and standalone ones, any host)."""
     return [
         {
             "worker": w.id, "host": w.host, "pid": w.pid, "models_loaded": ", ".join(w.models), "jobs_done": w.jobs_done,
-            "running": w.current, "up_seconds": round(now - w.started_at), "seen_seconds_ago": round(now - w.last_seen, 1),
+            "running": running_summary(w.current), "up_seconds": round(now - w.started_at),
+            "seen_seconds_ago": round(now - w.last_seen, 1),
         }
         for w in workers
     ]  # fmt: skip
@@ -180,7 +192,7 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
                 export = gr.Button("Export all (CSV, JSON, SRT zip)")
                 delete_all = gr.Button("Delete all", variant="stop")
             exports = gr.File(label="Exports", file_count="multiple", interactive=False)
-    with gr.Accordion("Workers", open=False):
+    with gr.Accordion("Workers", open=False) as workers_box:
         workers_note = gr.Markdown()
         workers_table = gr.Dataframe(headers=WORKER_COLUMNS, interactive=False, wrap=True)
         worker_rows = gr.State(-1)
@@ -200,7 +212,7 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         with gr.Accordion("Job as JSON", open=False):
             detail = gr.JSON()
     timer = gr.Timer(2.0)
-    workers_timer = gr.Timer(5.0)
+    workers_timer = gr.Timer(5.0, active=False)  # reads the store only while the table is open
 
     # -- UI wiring ---------------------------------------------------------------------------
     def resize_workers(shown: int):
@@ -269,6 +281,8 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
     timer.tick(resize, [token, rows], [table, rows], queue=False, **private).then(
         refresh, token, [status, table], queue=False, **private
     )
+    workers_box.expand(lambda: gr.Timer(active=True), None, workers_timer, queue=False, **private)
+    workers_box.collapse(lambda: gr.Timer(active=False), None, workers_timer, queue=False, **private)
     workers_timer.tick(resize_workers, worker_rows, [workers_table, worker_rows], queue=False, **private).then(
         show_workers, None, [workers_note, workers_table], queue=False, **private
     )

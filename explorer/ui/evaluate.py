@@ -105,26 +105,28 @@ def build_evaluate(service: ModelService, settings) -> None:
         done: list[UtteranceResult] = []
         total = len(models) * len(utterances)
         progress((0, total), desc="warming up" if not settings.ray_address else "starting Ray", unit="utterances")
-        for result in evaluated(models, utterances, options, meta["language"]):
+        places: list[tuple[int, int]] = []  # (model, utterance) of each result: Ray returns them as they finish
+        for place, result in evaluated(models, utterances, options, meta["language"]):
             done.append(result)
+            places.append(place)
             progress((len(done), total), desc=f"{result.model}: {result.id}", unit="utterances")
             yield done, False
-        if settings.ray_address:  # Ray returns rows as they finish: the final table is in dataset order
-            order = {(m, u.id): i for i, (m, u) in enumerate((m, u) for m in models for u in utterances)}
-            done.sort(key=lambda r: order.get((r.model, r.id), len(order)))
-        yield done, True
+        yield [r for _, r in sorted(zip(places, done), key=lambda pair: pair[0])], True  # in dataset order
 
-    def evaluated(models, utterances, options, language) -> Iterator[UtteranceResult]:
-        """In this process, or on the Ray cluster at RAY_ADDRESS (Ray is imported only then)."""
+    def evaluated(models, utterances, options, language) -> Iterator[tuple[tuple[int, int], UtteranceResult]]:
+        """Each result with its place, in this process or on the Ray cluster at RAY_ADDRESS (Ray
+        is imported only then)."""
         if not settings.ray_address:
-            yield from iter_evaluate(service, models, utterances, options, language, settings.max_audio_seconds)
+            results = iter_evaluate(service, models, utterances, options, language, settings.max_audio_seconds)
+            yield from ((divmod(i, len(utterances)), r) for i, r in enumerate(results))
             return
         from explorer.distributed import iter_evaluate_on_ray
 
         address = None if settings.ray_address == "local" else settings.ray_address
         rows = iter_evaluate_on_ray(models, utterances, options, language, actors=settings.ray_actors or None, address=address,
                                     max_seconds=settings.max_audio_seconds)  # fmt: skip
-        yield from (row.result for row in rows)
+        model_place = {key: i for i, key in enumerate(models)}
+        yield from (((model_place[row.result.model], row.index), row.result) for row in rows)
 
     def outputs(rows: pd.DataFrame, summary: pd.DataFrame, files=None, status=""):
         return {
