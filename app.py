@@ -2,6 +2,7 @@
 
 import logging
 import os
+import signal
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -16,13 +17,22 @@ def main() -> None:
     settings = Settings.from_env()
     service = ModelService(settings)
     runner = BatchRunner(service, settings).start()  # jobs left by a crash are queued again here
-    demo = build_app(service, settings, runner)
-    demo.launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        max_file_size=int(settings.max_upload_mb * 1024 * 1024),
-        css=CSS,
-    )
+    # SIGTERM as Ctrl-C: launch() then closes the server and returns, and the runner stops below.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        demo = build_app(service, settings, runner)
+        demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            max_file_size=int(settings.max_upload_mb * 1024 * 1024),
+            css=CSS,
+        )
+    finally:
+        # A moment for the jobs in hand; those still running go back to the queue in their place.
+        runner.stop(grace=2)
+        if runner.working():  # a model call is still running in a thread: do not tear its model down under it
+            logging.shutdown()
+            os._exit(0)
 
 
 if __name__ == "__main__":

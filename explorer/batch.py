@@ -38,7 +38,8 @@ from explorer import catalog, formats
 from explorer.audio import Audio, AudioError, load_audio
 from explorer.config import Settings
 from explorer.jobs import (
-    FINISHED, AudioSpool, Job, JobStore, NewJob, Spool, WorkerInfo, new_token, open_store, session_key,
+    FINISHED, MAX_ATTEMPTS, AudioSpool, Job, JobStore, NewJob, Spool, WorkerInfo, crashed_error, new_token, open_store,
+    session_key,
 )  # fmt: skip
 from explorer.service import ModelError, ModelService
 from explorer.types import TranscribeOptions, Transcription
@@ -48,6 +49,12 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]
 T = TypeVar("T")
 MAX_BACKOFF_SECONDS = 5.0  # the longest wait between tries while the store is unreachable
+# Audio with no job is an orphan only once it is this old: a submission spools each file's audio as
+# it decodes and adds the jobs after its last file, so the grace must outlast the longest
+# submission (hundreds of files of up to MAX_AUDIO_SECONDS each), not a typical one. An hour does,
+# and an orphan costs only disk (or Redis memory) until then.
+ORPHAN_GRACE_SECONDS = 3600.0
+FORGET_WORKER_SECONDS = 3600.0  # a worker not heard from for this long leaves the registry (sweep)
 
 
 class JobError(LookupError):
@@ -118,19 +125,17 @@ class BatchRunner:
         try:
             # Alone on the store, every processing job was ours before a crash; on a shared store,
             # only jobs whose lease has run out are nobody's.
-            recovered = self.store.recover(expired_only=self.store.shared)
-            if recovered:
-                log.warning("%d job(s) were processing when the server stopped: queued again", recovered)
+            self._recover(expired_only=self.store.shared)
             self.sweep()
         except self.store.transient as exc:  # the periodic threads and the workers keep trying
-            log.warning("job store unreachable at start (%s): retrying in the background", exc)
+            self._store_error("starting (retrying in the background)", exc)
         # Listed before they start: their first claim already reports this runner (_beat).
         self._workers = [self._thread(self._work, f"batch-worker-{i}") for i in range(self.settings.batch_workers)]
         for thread in self._workers:
             thread.start()
         periodic = [
             (self.lease / 4, self._renew, "renewing leases", "job-heartbeat"),
-            (self.lease / 2, self._recover_expired, "taking back expired leases", "job-recovery"),
+            (self.lease / 2, self._recover, "taking back expired leases", "job-recovery"),
             (self.settings.sweep_interval_seconds, self.sweep, "sweeping expired jobs", "job-sweeper"),
         ]
         if self._workers:
@@ -159,7 +164,9 @@ class BatchRunner:
         return loop
 
     def _store_error(self, what: str, exc: Exception) -> None:
-        if isinstance(exc, self.store.transient):  # an outage: one line, not a traceback per try
+        if isinstance(exc, self.store.refused):  # no outage, though a ConnectionError: say what to fix
+            log.error("%s: the job store refused access (%s): check the credentials in JOB_STORE", what, exc)
+        elif isinstance(exc, self.store.transient):  # an outage: one line, not a traceback per try
             log.warning("%s: job store unreachable (%s)", what, exc)
         else:
             log.error("%s failed", what, exc_info=exc)
@@ -248,7 +255,10 @@ class BatchRunner:
 
     # -- working -----------------------------------------------------------------------------
     def _claim_limit(self, model: str) -> int:
-        return self.settings.batch_size if catalog.get(model).engine == "faster-whisper" else 1
+        """Jobs per claim for the head job's model: one for a model this host does not know, which
+        run() then fails with the reason (a claim that raised would leave it at the head for good)."""
+        spec = catalog.BY_KEY.get(model)
+        return self.settings.batch_size if spec is not None and spec.engine == "faster-whisper" else 1
 
     def _work(self) -> None:
         delay = 0.0  # backoff while the store is unreachable
@@ -298,10 +308,15 @@ class BatchRunner:
         if kept < still:
             log.warning("lost the lease on %d job(s) after a long pause: they may run elsewhere", still - kept)
 
-    def _recover_expired(self) -> None:
-        recovered = self.store.recover(expired_only=True)
-        if recovered:
-            log.warning("%d job(s) of a worker that stopped answering: queued again", recovered)
+    def _recover(self, expired_only: bool = True) -> None:
+        """Take back expired leases (every half lease), or at the start of a server alone on its
+        store every processing job; a job whose worker stopped on each of MAX_ATTEMPTS tries fails."""
+        queued, failed = self.store.recover(expired_only=expired_only)
+        whose = "of a worker that stopped answering" if expired_only else "processing when the server stopped"
+        if queued:
+            log.warning("%d job(s) %s: queued again", queued, whose)
+        if failed:
+            log.error("%d job(s) %s failed: %s", failed, whose, crashed_error(MAX_ATTEMPTS))
 
     def _patiently(self, call: Callable[[], T], what: str) -> T:
         """call(), again while the store is unreachable (backoff to 5 s) for up to two leases, so
@@ -312,7 +327,7 @@ class BatchRunner:
             try:
                 return call()
             except self.store.transient as exc:
-                if self._stop.is_set() or time.monotonic() + delay > deadline:
+                if isinstance(exc, self.store.refused) or self._stop.is_set() or time.monotonic() + delay > deadline:
                     raise
                 log.warning("%s: job store unreachable (%s), trying again in %.1f s", what, exc, delay)
                 self._stop.wait(delay)
@@ -404,15 +419,19 @@ class BatchRunner:
 
     # -- expiry ------------------------------------------------------------------------------
     def sweep(self, now: Optional[float] = None) -> tuple[list[str], list[str]]:
-        """Queue again the jobs of workers that stopped renewing their lease, remove jobs older
-        than the TTL with their audio, then audio with no job. Returns (expired ids, orphan ids)."""
+        """Remove jobs older than the TTL with their audio, then audio with no job (written over
+        ORPHAN_GRACE_SECONDS ago), and forget workers not heard from for FORGET_WORKER_SECONDS.
+        Returns (expired ids, orphan ids). (Expired leases are the job-recovery thread's.)"""
         now = time.time() if now is None else now
-        self._recover_expired()
         expired = self.store.expire(before=now - self.settings.job_ttl_hours * 3600)
         self.spool.delete(expired)
-        # Audio written in the last minute may belong to a submission still in progress.
-        orphans = self.spool.orphans(self.store.ids(), older_than=now - 60)
+        orphans = self.spool.orphans(self.store.ids(), older_than=now - ORPHAN_GRACE_SECONDS)
         self.spool.delete(orphans)
+        gone = [w.id for w in self.store.workers(max_age=float("inf")) if w.last_seen < now - FORGET_WORKER_SECONDS]
+        for worker_id in gone:
+            self.store.forget_worker(worker_id)
+        if gone:
+            log.info("forgot %d worker(s) not heard from for %g s", len(gone), FORGET_WORKER_SECONDS)
         return expired, orphans
 
     # -- a session's jobs ----------------------------------------------------------------------
@@ -431,11 +450,11 @@ class BatchRunner:
     def audio_copy(self, token: Optional[str], job_id: str) -> Optional[Path]:
         """A temporary copy of a job's audio for the player (the spool stays private), or None if it has none."""
         job = self.job(token, job_id)
-        if not self.spool.exists(job.id):
-            return None
+        folder = Path(tempfile.mkdtemp(prefix="job-audio-"))
         try:
-            return self.spool.export(job.id, Path(tempfile.mkdtemp(prefix="job-audio-")), Path(job.filename).stem)
-        except FileNotFoundError:  # deleted just now
+            return self.spool.export(job.id, folder, Path(job.filename).stem)
+        except FileNotFoundError:  # it failed to decode, or was deleted just now
+            folder.rmdir()
             return None
 
     def cancel(self, token: Optional[str], job_id: str) -> Job:

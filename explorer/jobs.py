@@ -6,9 +6,11 @@ worker that holds it pushes its deadline while it runs (``extend``); a job whose
 (its worker died) goes back to the queue in its old place (``recover(expired_only=True)``, what
 every runner does every half lease), a worker that stops gives back the jobs it still holds
 (``release``), and at the start of a single-process server every job left "processing" by a crash
-does (``recover()``). Every read and write that a user can cause is scoped by session: the store
-keeps a SHA-256 of the session token, never the token itself, and a call with another session
-finds nothing. Workers register themselves (``beat``) so that their status can be shown.
+does (``recover()``). A job taken back after its MAX_ATTEMPTS-th claim fails instead: one that
+kills its worker (a segfault, out of memory) must not go round the fleet for ever. Every read and
+write that a user can cause is scoped by session: the store keeps a SHA-256 of the session token,
+never the token itself, and a call with another session finds nothing. Workers register
+themselves (``beat``) so that their status can be shown.
 
 ``JobStore`` is the interface; ``SqliteJobStore`` implements it on one file in WAL mode (readers
 never block the worker that writes), ``explorer.redis_store.RedisJobStore`` on a Redis/Valkey
@@ -38,8 +40,13 @@ from explorer.types import SAMPLE_RATE, Metrics, Segment, TranscribeOptions, Tra
 Status = Literal["queued", "processing", "completed", "failed", "cancelled"]
 STATUSES: tuple[Status, ...] = ("queued", "processing", "completed", "failed", "cancelled")
 FINISHED: tuple[Status, ...] = ("completed", "failed", "cancelled")
-Limit = Union[int, Callable[[str], int]]  # jobs per claim, or a function of the head job's model
-LEASE_SECONDS = DEFAULT_LEASE_SECONDS  # a claim's lease unless the caller gives one (JOB_LEASE_SECONDS)
+Limit = Union[int, Callable[[str], int]]  # jobs per claim (at least 1), or a function of the head job's model
+MAX_ATTEMPTS = 3  # claims of a job whose worker stopped while running it, before recover() fails it
+
+
+def crashed_error(attempts: int) -> str:
+    """The error of a job that recover() failed instead of queueing it again."""
+    return f"its worker stopped while running it on each of {attempts} attempts (crashed, killed or lost)"
 
 
 def new_token() -> str:
@@ -87,7 +94,7 @@ class Job:
     def to_dict(self) -> dict:
         out = asdict(self)
         out.pop("session")  # a hash, but still nobody's business
-        out.pop("worker")  # a host name and process id: the operator's business, not the user's
+        out.pop("worker")  # which host and process ran it is not part of the user's result
         return out
 
 
@@ -111,10 +118,11 @@ class JobStore(Protocol):
 
     shared: bool  # other processes may hold leases on its jobs (so a start must not take them back)
     transient: tuple[type[BaseException], ...]  # errors that mean "unreachable for now, try again"
+    refused: tuple[type[BaseException], ...]  # among them, those that trying again will not cure (credentials)
 
     def add(self, session: str, batch: str, jobs: Sequence[NewJob]) -> list[Job]: ...
-    def claim(self, limit: Limit = 1, worker: str = "", lease: float = LEASE_SECONDS) -> list[Job]: ...
-    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS, worker: str = "") -> int: ...
+    def claim(self, limit: Limit = 1, worker: str = "", lease: float = DEFAULT_LEASE_SECONDS) -> list[Job]: ...
+    def extend(self, job_ids: Sequence[str], lease: float = DEFAULT_LEASE_SECONDS, worker: str = "") -> int: ...
     def release(self, job_ids: Sequence[str], worker: str) -> int: ...
     def complete(self, job_id: str, result: Transcription, worker: str = "") -> bool: ...
     def fail(self, job_id: str, error: str, worker: str = "") -> bool: ...
@@ -123,7 +131,7 @@ class JobStore(Protocol):
     def counts(self, session: str, batch: Optional[str] = None) -> dict[str, int]: ...
     def cancel(self, session: str, job_id: str) -> bool: ...
     def delete(self, session: str, job_id: str) -> bool: ...
-    def recover(self, expired_only: bool = False) -> int: ...
+    def recover(self, expired_only: bool = False) -> tuple[int, int]: ...
     def expire(self, before: float) -> list[str]: ...
     def ids(self) -> set[str]: ...
     def beat(self, info: WorkerInfo) -> None: ...
@@ -220,6 +228,7 @@ class SqliteJobStore:
 
     shared = False  # one server process works on it: at its start, nobody else holds a lease
     transient = (sqlite3.OperationalError,)  # "database is locked" past the busy timeout, a full disk
+    refused = ()
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -268,22 +277,25 @@ class SqliteJobStore:
         )  # fmt: skip
 
     def add(self, session: str, batch: str, jobs: Sequence[NewJob]) -> list[Job]:
+        """Store new jobs, queued in order (or failed, those with an error). An id that is already
+        stored is left as it is (an add tried again adds nothing twice). Returns the jobs with
+        these ids, as stored, that belong to `session`."""
         now = time.time()
         with self._write() as db:
             for job in jobs:
                 status = "failed" if job.error else "queued"
                 db.execute(
                     "INSERT INTO jobs (id, session, batch, filename, model, options, status, audio_seconds, created_at,"
-                    " finished_at, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    " finished_at, error) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
                     (job.id, session, batch, job.filename, job.model, _options_json(job.options), status,
                      job.audio_seconds, now, now if job.error else None, job.error),
                 )  # fmt: skip
-        return [self._get(job.id) for job in jobs]
+        return [j for j in map(self._get, dict.fromkeys(job.id for job in jobs)) if j.session == session]
 
     def _get(self, job_id: str) -> Job:
         return self._job(self._db().execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
-    def claim(self, limit: Limit = 1, worker: str = "", lease: float = LEASE_SECONDS) -> list[Job]:
+    def claim(self, limit: Limit = 1, worker: str = "", lease: float = DEFAULT_LEASE_SECONDS) -> list[Job]:
         """The oldest queued job, plus up to limit-1 queued jobs right after it that ask for the
         same model and options (so they can share one batched model call). `limit` may be a
         function of the head job's model. The jobs are `worker`'s until `lease` seconds from now."""
@@ -293,8 +305,6 @@ class SqliteJobStore:
             if head is None:
                 return []
             n = limit(head[5]) if callable(limit) else limit
-            if n < 1:
-                return []
             rows = db.execute(
                 f"SELECT {COLUMNS} FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT ?", (n,)
             ).fetchall()
@@ -310,7 +320,7 @@ class SqliteJobStore:
             )
         return [self._get(row[0]) for row in run]
 
-    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS, worker: str = "") -> int:
+    def extend(self, job_ids: Sequence[str], lease: float = DEFAULT_LEASE_SECONDS, worker: str = "") -> int:
         """Heartbeat: the jobs among `job_ids` still processing (by `worker`, if given) are held
         `lease` seconds from now. Returns how many."""
         until = time.time() + lease
@@ -377,16 +387,25 @@ class SqliteJobStore:
             cur = db.execute("DELETE FROM jobs WHERE id = ? AND session = ?", (job_id, session))
         return cur.rowcount == 1
 
-    def recover(self, expired_only: bool = False) -> int:
+    def recover(self, expired_only: bool = False) -> tuple[int, int]:
         """Processing jobs go back to the queue, in their old place: those whose lease has run out
-        (their worker died), or, after a crash of the one process that works on this store, all."""
-        query, args = "UPDATE jobs SET status = 'queued', started_at = NULL, worker = '', lease_until = NULL", []
-        query += " WHERE status = 'processing'"
-        if expired_only:  # a row from before leases has none: it counts as expired
-            query, args = query + " AND COALESCE(lease_until, 0) < ?", [time.time()]
+        (their worker died), or, after a crash of the one process that works on this store, all.
+        One already claimed MAX_ATTEMPTS times fails instead (crashed_error), keeping its worker
+        and start on record. Returns (how many were queued again, how many failed)."""
+        now = time.time()
+        # A row from before leases has none: it counts as expired.
+        taken = "status = 'processing' AND (? = 0 OR COALESCE(lease_until, 0) < ?)"
         with self._write() as db:
-            cur = db.execute(query, args)
-        return cur.rowcount
+            failed = db.execute(
+                f"UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, lease_until = NULL"
+                f" WHERE {taken} AND attempts >= ?",
+                (crashed_error(MAX_ATTEMPTS), now, expired_only, now, MAX_ATTEMPTS),
+            ).rowcount
+            queued = db.execute(
+                f"UPDATE jobs SET status = 'queued', started_at = NULL, worker = '', lease_until = NULL WHERE {taken}",
+                (expired_only, now),
+            ).rowcount
+        return queued, failed
 
     def expire(self, before: float) -> list[str]:
         with self._write() as db:

@@ -37,22 +37,27 @@ import numpy as np
 import redis
 
 from explorer.jobs import (
-    LEASE_SECONDS, STATUSES, WORKER_FIELDS, Job, Limit, NewJob, WorkerInfo, _options, _options_json, _result,
-    _worker, _worker_values, flac_bytes, from_flac,
+    MAX_ATTEMPTS, STATUSES, WORKER_FIELDS, Job, Limit, NewJob, WorkerInfo, _options, _options_json, _result,
+    _worker, _worker_values, crashed_error, flac_bytes, from_flac,
 )  # fmt: skip
+from explorer.config import DEFAULT_LEASE_SECONDS
 from explorer.types import Transcription
 
 DEFAULT_PREFIX = "explorer:"
 
 # KEYS: seq, queue, session, created. ARGV: prefix, jobs as JSON [[id, status, field, value, ...], ...]
-# (every value a string, so that floats keep every digit), submission time. Numbers the jobs in order.
+# (every value a string, so that floats keep every digit), submission time. Numbers the jobs in order;
+# an id that is already stored is left as it is (a script run twice, after a lost reply, adds nothing twice).
 ADD = """
 for _, job in ipairs(cjson.decode(ARGV[2])) do
-  local id, status, seq = job[1], job[2], redis.call('INCR', KEYS[1])
-  redis.call('HSET', ARGV[1] .. 'job:' .. id, 'id', id, 'seq', seq, 'status', status, unpack(job, 3))
-  if status == 'queued' then redis.call('ZADD', KEYS[2], seq, id) end
-  redis.call('ZADD', KEYS[3], seq, id)
-  redis.call('ZADD', KEYS[4], ARGV[3], id)
+  local id, status, key = job[1], job[2], ARGV[1] .. 'job:' .. job[1]
+  if redis.call('EXISTS', key) == 0 then
+    local seq = redis.call('INCR', KEYS[1])
+    redis.call('HSET', key, 'id', id, 'seq', seq, 'status', status, unpack(job, 3))
+    if status == 'queued' then redis.call('ZADD', KEYS[2], seq, id) end
+    redis.call('ZADD', KEYS[3], seq, id)
+    redis.call('ZADD', KEYS[4], ARGV[3], id)
+  end
 end
 """
 # KEYS: queue, processing. ARGV: prefix, n, model, options, now, lease deadline, worker.
@@ -96,20 +101,26 @@ redis.call('DEL', KEYS[1])
 for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 return 1
 """
-# KEYS: processing, queue. ARGV: prefix, the latest lease deadline to take back ('+inf': all).
+# KEYS: processing, queue. ARGV: prefix, the latest lease deadline to take back ('+inf': all),
+# MAX_ATTEMPTS, the error of a job that reached it, now. Returns {queued again, failed}.
 RECOVER = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-for _, id in ipairs(ids) do
+local queued, failed = 0, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])) do
   local key = ARGV[1] .. 'job:' .. id
-  local seq = redis.call('HGET', key, 'seq')
+  local job = redis.call('HMGET', key, 'seq', 'attempts')
   redis.call('ZREM', KEYS[1], id)
-  if seq then
+  if job[1] and tonumber(job[2] or '0') >= tonumber(ARGV[3]) then
+    redis.call('HSET', key, 'status', 'failed', 'error', ARGV[4], 'finished_at', ARGV[5])
+    redis.call('HDEL', key, 'lease_until')
+    failed = failed + 1
+  elseif job[1] then
     redis.call('HSET', key, 'status', 'queued', 'worker', '')
     redis.call('HDEL', key, 'started_at', 'lease_until')
-    redis.call('ZADD', KEYS[2], seq, id)
+    redis.call('ZADD', KEYS[2], job[1], id)
+    queued = queued + 1
   end
 end
-return #ids
+return {queued, failed}
 """
 # KEYS: processing. ARGV: prefix, deadline, worker ('' for any), ids...
 EXTEND = """
@@ -213,6 +224,8 @@ class RedisJobStore:
     # Unreachable for now: refused or dropped connections, timeouts, a restarted server still
     # loading its AOF (BusyLoadingError is a ConnectionError).
     transient = (redis.ConnectionError, redis.TimeoutError)
+    # ConnectionErrors too in redis-py, but no outage: the server refuses these credentials.
+    refused = (redis.AuthenticationError, redis.exceptions.AuthorizationError)
 
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX):
         self.client, self.prefix = client, prefix
@@ -225,11 +238,12 @@ class RedisJobStore:
         return self._scripts[script](keys=list(keys), args=list(args))
 
     def add(self, session: str, batch: str, jobs: Sequence[NewJob]) -> list[Job]:
+        """As SqliteJobStore.add: an id already stored is left as it is."""
         now = time.time()
         payload = json.dumps([_new_fields(job, session, batch, now) for job in jobs], ensure_ascii=False)
         keys = [self._key("seq"), self._key("queue"), self._key("session", session), self._key("created")]
         self._run("add", keys, [self.prefix, payload, _text(now)])
-        return [job for job in self._jobs(j.id for j in jobs) if job]
+        return [job for job in self._jobs(dict.fromkeys(j.id for j in jobs)) if job and job.session == session]
 
     def _jobs(self, job_ids: Iterable[str]) -> list[Optional[Job]]:
         """The jobs with these ids, None for those that are gone, read as one snapshot (MULTI)."""
@@ -238,7 +252,7 @@ class RedisJobStore:
             pipe.hgetall(self._key("job", job_id))
         return [_job(_decode(h)) if h else None for h in pipe.execute()]
 
-    def claim(self, limit: Limit = 1, worker: str = "", lease: float = LEASE_SECONDS) -> list[Job]:
+    def claim(self, limit: Limit = 1, worker: str = "", lease: float = DEFAULT_LEASE_SECONDS) -> list[Job]:
         """As SqliteJobStore.claim. The head is read first to compute `limit` for its model; the
         script then claims only if the head still asks for that model and those options (another
         worker may have taken it meanwhile), and otherwise this looks again."""
@@ -251,15 +265,13 @@ class RedisJobStore:
                 self.client.zrem(self._key("queue"), head[0])
                 continue
             n = limit(model.decode()) if callable(limit) else limit
-            if n < 1:
-                return []
             now = time.time()
             args = [self.prefix, n, model, options, _text(now), _text(now + lease), worker]
             claimed = self._run("claim", [self._key("queue"), self._key("processing")], args)
             if claimed:
                 return [_job(_decode(h)) for h in claimed]
 
-    def extend(self, job_ids: Sequence[str], lease: float = LEASE_SECONDS, worker: str = "") -> int:
+    def extend(self, job_ids: Sequence[str], lease: float = DEFAULT_LEASE_SECONDS, worker: str = "") -> int:
         if not job_ids:
             return 0
         args = [self.prefix, _text(time.time() + lease), worker, *job_ids]
@@ -309,10 +321,14 @@ class RedisJobStore:
         keys += [self._key("queue"), self._key("processing"), self._key("created")]
         return self._run("delete", keys, [job_id, session]) == 1
 
-    def recover(self, expired_only: bool = False) -> int:
-        """As SqliteJobStore.recover: jobs whose lease has run out, or every processing job."""
-        until = f"({_text(time.time())}" if expired_only else "+inf"
-        return self._run("recover", [self._key("processing"), self._key("queue")], [self.prefix, until])
+    def recover(self, expired_only: bool = False) -> tuple[int, int]:
+        """As SqliteJobStore.recover: jobs whose lease has run out, or every processing job; one
+        claimed MAX_ATTEMPTS times fails. Returns (how many were queued again, how many failed)."""
+        now = time.time()
+        until = f"({_text(now)}" if expired_only else "+inf"
+        args = [self.prefix, until, MAX_ATTEMPTS, crashed_error(MAX_ATTEMPTS), _text(now)]
+        queued, failed = self._run("recover", [self._key("processing"), self._key("queue")], args)
+        return queued, failed
 
     def expire(self, before: float) -> list[str]:
         keys = [self._key("created"), self._key("queue"), self._key("processing")]

@@ -8,11 +8,17 @@ sees them. It has no UI and submits nothing: it is a ``BatchRunner`` with worker
 Several workers and several app replicas can share one store; an app replica that should only
 serve the UI sets BATCH_WORKERS=0.
 
-One line per job goes to stderr (id, model, outcome, seconds). SIGTERM or SIGINT stops it cleanly:
-it claims nothing more, lets the jobs in hand finish for up to ``--grace`` seconds, puts those
-still running back in the queue (in their place) for another worker, leaves the worker registry
-and exits 0; a second signal stops the waiting at once. A worker killed outright (kill -9, a lost
-machine) loses nothing either: its leases run out and any runner on the store queues its jobs again.
+It checks the store once at start: a store it cannot use (a bad URL, refused credentials, no
+server there) ends it at once with the reason and exit status 2.
+
+One line per job goes to stderr (id, model, outcome, seconds). While models load (``--models``) it
+holds nothing yet, and SIGTERM or SIGINT ends it at once (the signal's default action). Once it
+takes jobs, SIGTERM or SIGINT stops it cleanly: it claims nothing more, lets the jobs in hand
+finish for up to ``--grace`` seconds, puts those still running back in the queue (in their place)
+for another worker, leaves the worker registry and exits 0; a second signal stops the waiting at
+once. A worker killed outright (kill -9, a lost machine) loses nothing either: its leases run out
+and any runner on the store queues its jobs again (a job whose worker dies on each of
+MAX_ATTEMPTS claims fails instead, so that a job that crashes workers cannot take the fleet down).
 """
 
 from __future__ import annotations
@@ -98,7 +104,20 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def open_checked(settings: Settings):
+    """The store and spool that settings.job_store names, after one cheap read: any error there
+    (a malformed URL, refused credentials, no server) is raised, not retried as an outage."""
+    from explorer.jobs import open_store
+
+    store, spool = open_store(settings.job_store, settings.data_dir)
+    store.workers(max_age=0)
+    return store, spool
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    # Until the runner exists nothing is held: a signal ends the process at once, even mid-load.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     args = parse_args(argv)
     log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format=log_format)
@@ -109,35 +128,36 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ValueError as exc:
         print(f"explorer.worker: {exc}", file=sys.stderr)
         return 2
-
-    # Signals first: a SIGTERM while models load still ends the worker cleanly.
-    stopping = threading.Event()
-    runner = None
-
-    def on_signal(signum: int, _frame) -> None:
-        if stopping.is_set() and runner is not None:
-            runner.hurry()  # a second signal: stop waiting for the jobs in hand
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    try:
+        store, spool = open_checked(settings)
+    except Exception as exc:
+        print(f"explorer.worker: cannot use the job store at {redacted(settings.job_store)}: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)  # fmt: skip
+        return 2
 
     from explorer.batch import BatchRunner  # the heavy imports (engines) after the arguments are checked
     from explorer.service import ModelError, ModelService
 
     service = ModelService(settings)
     for key in keys:
-        if stopping.is_set():
-            return 0
         try:
             service.preload(key)
         except ModelError as exc:
             print(f"explorer.worker: {exc}", file=sys.stderr)
             return 1
         log.info("loaded %s", key)
-    if stopping.is_set():
-        return 0
-    runner = BatchRunner(service, settings).start()
+
+    stopping = threading.Event()
+    runner = BatchRunner(service, settings, store, spool)
+
+    def on_signal(signum: int, _frame) -> None:
+        if stopping.is_set():
+            runner.hurry()  # a second signal: stop waiting for the jobs in hand
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)  # from here on, a signal stops the runner cleanly
+    signal.signal(signal.SIGINT, on_signal)
+    runner.start()
     log.info("worker %s: %d thread(s) on %s, lease %g s", runner.worker, settings.batch_workers,
              redacted(settings.job_store), settings.job_lease_seconds)  # fmt: skip
     while not stopping.wait(1.0):  # a timeout, so that the signal handler runs promptly

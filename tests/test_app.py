@@ -66,7 +66,7 @@ def test_models_and_health_endpoints(app):
     health = client.predict(api_name="/health")
     assert health["status"] == "ok" and health["hub_online"] is False
     assert isinstance(health["loaded_models"], list) and isinstance(health["failed_models"], dict)
-    assert health["job_store"] == "sqlite"
+    assert health["job_store"] == "sqlite" and health["job_store_problem"] == ""
     (worker,) = health["workers"]  # the app's own batch worker (BATCH_WORKERS=1), as it last reported
     assert worker["pid"] == app.proc.pid and worker["host"] == socket.gethostname()
     assert worker["jobs_done"] >= 0 and worker["seen_seconds_ago"] < 60

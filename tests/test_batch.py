@@ -159,3 +159,4 @@ def test_two_servers_share_one_redis_job_store(models_dir, clips, tmp_path, redi
     jobs = store.list(session_key(sub["token"]))
     assert [j.id for j in jobs] == [j["id"] for j in sub["jobs"]] and all(j.attempts == 1 for j in jobs)
     assert len({j.worker for j in jobs}) == 2, "one server took every job: nothing was shared"
+    assert store.workers(max_age=3600) == []  # SIGTERM stopped each app's runner: it left the registry

@@ -3,10 +3,12 @@ on a real redis-server (Debian's, started by conftest); expiry with the sweeper;
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -16,9 +18,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from explorer.batch import BatchRunner
+from explorer.batch import FORGET_WORKER_SECONDS, ORPHAN_GRACE_SECONDS, BatchRunner
 from explorer.config import Settings, store_kind
-from explorer.jobs import NewJob, SqliteJobStore, WorkerInfo, _options_json, open_store, session_key
+from explorer.jobs import MAX_ATTEMPTS, NewJob, SqliteJobStore, WorkerInfo, _options_json, open_store, session_key
 from explorer.metrics import compute
 from explorer.types import Segment, TranscribeOptions, Transcription, Word
 from tests.redis_server import RedisServer
@@ -146,7 +148,7 @@ def test_recover_requeues_processing_jobs_in_their_place(store):
     jobs = store.add(A, "b", [new("1"), new("2"), new("3")])
     store.claim(limit=2)
     store.complete(jobs[0].id, result())
-    assert store.recover() == 1
+    assert store.recover() == (1, 0)
     assert [j.status for j in store.list(A)] == ["completed", "queued", "queued"]
     requeued = store.get(A, jobs[1].id)
     assert requeued.worker == "" and requeued.lease_until is None and requeued.started_at is None
@@ -155,6 +157,41 @@ def test_recover_requeues_processing_jobs_in_their_place(store):
     assert store.get(A, jobs[0].id).result.text == "hello there"
 
 
+@pytest.mark.parametrize("expired_only", [True, False], ids=["expired", "all"])
+def test_a_job_whose_worker_stops_on_every_attempt_fails_instead_of_going_round_again(store, expired_only):
+    crash, other = store.add(A, "b", [new("crash"), new("other")])
+    for attempt in range(1, MAX_ATTEMPTS):  # its worker dies (a segfault, out of memory) each time
+        (job,) = store.claim(1, worker=f"w{attempt}", lease=0.05)
+        assert (job.id, job.attempts) == (crash.id, attempt)
+        time.sleep(0.1)
+        assert store.recover(expired_only=expired_only) == (1, 0)  # back at the head of the queue
+    last, first_try = store.claim(2, worker="w3", lease=0.05)
+    assert (last.id, last.attempts, first_try.attempts) == (crash.id, MAX_ATTEMPTS, 1)
+    time.sleep(0.1)
+    assert store.recover(expired_only=expired_only) == (1, 1)  # the other one is queued again
+    failed = store.get(A, crash.id)
+    assert failed.status == "failed" and failed.result is None and failed.lease_until is None
+    crashed = f"its worker stopped while running it on each of {MAX_ATTEMPTS} attempts (crashed, killed or lost)"
+    assert failed.error == crashed
+    assert (failed.worker, failed.started_at, failed.attempts) == ("w3", last.started_at, MAX_ATTEMPTS)
+    assert failed.finished_at >= failed.started_at
+    assert not store.complete(crash.id, result(), worker="w3")  # its last worker's late result: refused
+    assert [j.id for j in store.claim(8)] == [other.id] and store.recover() == (1, 0)
+    assert store.counts(A) == {"queued": 1, "processing": 0, "completed": 0, "failed": 1, "cancelled": 0}
+
+
+def test_adding_a_job_id_that_is_already_stored_changes_nothing(store):
+    one, two, three = new("1"), new("2"), new("3")
+    store.add(A, "b", [one, two])
+    (running,) = store.claim(1, worker="w")
+    before = store.list(A)
+    again = store.add(A, "b", [one, two, three, three])  # an add tried again (a lost reply), and a new job
+    assert [j.id for j in again] == [one.id, two.id, three.id] and again[:2] == before
+    assert store.list(A) == again and again[2].status == "queued" and again[2].seq > before[1].seq
+    assert [j.id for j in store.claim(8)] == [two.id, three.id]  # each queued once; the running one not again
+    assert store.get(A, running.id).worker == "w"
+    assert store.add(B, "c", [one]) == [] and store.list(B) == []  # another session's id: neither taken nor shown
+    assert len(store.ids()) == 3
 
 
 # A claiming process: opens the store as the app would, says it is ready, and on "go" claims until
@@ -202,13 +239,13 @@ def test_an_expired_lease_sends_a_job_back_to_its_place_in_the_queue(store):
     assert short.lease_until - short.started_at == pytest.approx(0.3, abs=1e-6)
     assert held.lease_until - held.started_at == pytest.approx(60, abs=1e-6)
     time.sleep(0.4)
-    assert store.recover(expired_only=True) == 1  # w1's job only: w2 still holds its lease
+    assert store.recover(expired_only=True) == (1, 0)  # w1's job only: w2 still holds its lease
     assert [j.status for j in store.list(A)] == ["queued", "processing", "queued"]
     back = store.get(A, jobs[0].id)
     assert back.worker == "" and back.lease_until is None and back.started_at is None and back.attempts == 1
     again = store.claim(8, worker="w3")
     assert [j.filename for j in again] == ["1", "3"] and [j.attempts for j in again] == [2, 1]
-    assert store.recover(expired_only=True) == 0
+    assert store.recover(expired_only=True) == (0, 0)
     assert store.complete(held.id, result())
     done = store.get(A, held.id)
     assert done.worker == "w2" and done.lease_until is None  # who ran it stays on record
@@ -219,7 +256,7 @@ def test_a_heartbeat_keeps_a_job_from_being_taken_back(store):
     store.claim(2, worker="w", lease=0.3)
     assert store.extend([a.id, "no-such-job"], lease=60) == 1
     time.sleep(0.4)
-    assert store.recover(expired_only=True) == 1  # b, whose lease nobody renewed
+    assert store.recover(expired_only=True) == (1, 0)  # b, whose lease nobody renewed
     kept = store.get(A, a.id)
     assert kept.status == "processing" and kept.lease_until > time.time() + 50
     assert store.get(A, b.id).status == "queued" and store.extend([b.id], lease=60) == 0  # queued: not held
@@ -238,7 +275,7 @@ def test_a_stopping_worker_gives_back_only_the_jobs_it_still_holds_in_their_plac
     assert back.worker == "" and back.lease_until is None and back.started_at is None and back.attempts == 1
     again = store.claim(8, worker="w2")
     assert [j.filename for j in again] == ["2", "3", "4"] and [j.attempts for j in again] == [2, 2, 1]
-    assert store.release([], worker="w2") == 0 and store.recover(expired_only=True) == 0
+    assert store.release([], worker="w2") == 0 and store.recover(expired_only=True) == (0, 0)
 
 
 def test_only_the_worker_holding_a_job_renews_or_records_it(store):
@@ -306,7 +343,7 @@ def test_spool_orphans_are_audio_with_no_job_written_before_a_time(spool):
 def test_sweep_removes_exactly_expired_jobs_and_old_orphans(backend):
     """TTL expiry and the orphan sweep on a real store and spool (no model runs: no workers)."""
     url, folder = backend
-    settings = Settings(data_dir=folder, batch_workers=0, job_ttl_hours=1 / 60, job_store=url)  # a TTL of a minute
+    settings = Settings(data_dir=folder, batch_workers=0, job_ttl_hours=ORPHAN_GRACE_SECONDS / 3600, job_store=url)
     runner = BatchRunner(service=None, settings=settings)
     silence = np.zeros(1600, dtype=np.float32)
     (old,) = runner.store.add(A, "b", [new("old")])
@@ -319,12 +356,40 @@ def test_sweep_removes_exactly_expired_jobs_and_old_orphans(backend):
     runner.spool.write(fresh.id, silence)
     runner.spool.write("orphan-new", silence)
 
-    expired, orphans = runner.sweep(now=cutoff + 60)  # the TTL ends between the two
+    # Two minutes on, a submission still decoding its last files keeps its first files' audio.
+    assert runner.sweep(now=cutoff + 120) == ([], []) and runner.spool.exists("orphan-old")
+    expired, orphans = runner.sweep(now=cutoff + ORPHAN_GRACE_SECONDS)  # the TTL and the grace end between the two
     assert expired == [old.id] and orphans == ["orphan-old"]
     assert runner.store.get(A, old.id) is None and not runner.spool.exists(old.id)
     assert runner.store.get(B, fresh.id) is not None and runner.spool.exists(fresh.id)
     assert runner.spool.exists("orphan-new")  # too recent: it may be a submission in progress
-    assert runner.sweep(now=cutoff + 60) == ([], [])
+    assert runner.sweep(now=cutoff + ORPHAN_GRACE_SECONDS) == ([], [])
+
+
+def test_sweep_forgets_workers_not_heard_from_for_an_hour(backend):
+    url, folder = backend
+    runner = BatchRunner(None, Settings(data_dir=folder, batch_workers=0, job_store=url))
+    now = time.time()
+    gone = WorkerInfo("gone", "host-a", 1, (), 3, now - 9000, now - FORGET_WORKER_SECONDS - 60)  # killed long ago
+    quiet = WorkerInfo("quiet", "host-b", 2, (), 0, now - 9000, now - FORGET_WORKER_SECONDS + 60)
+    runner.store.beat(gone)
+    runner.store.beat(quiet)
+    runner.sweep(now=now)
+    assert runner.store.workers(max_age=float("inf")) == [quiet]
+
+
+def test_audio_copy_of_a_job_without_audio_is_none_and_leaves_no_folder(backend, tmp_path, monkeypatch):
+    url, folder = backend
+    runner = BatchRunner(None, Settings(data_dir=folder, batch_workers=0, job_store=url))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    (bad,) = runner.store.add(A, "b", [new("bad.wav", error="not audio")])
+    (good,) = runner.store.add(A, "b", [new("talk.wav")])
+    runner.spool.write(good.id, np.zeros(1600, dtype=np.float32))
+    assert runner.audio_copy("token-a", bad.id) is None
+    assert list((tmp_path / "tmp").iterdir()) == []
+    copy = runner.audio_copy("token-a", good.id)
+    assert copy.name == "talk.flac" and copy.parent.parent == tmp_path / "tmp"
 
 
 def test_job_store_setting_opens_that_store(backend):
@@ -396,7 +461,7 @@ def test_a_store_file_from_before_leases_opens_with_its_jobs(tmp_path):
     store = SqliteJobStore(path)
     running = store.get(A, "j1")
     assert running.status == "processing" and running.worker == "" and running.lease_until is None
-    assert store.recover(expired_only=True) == 1  # from before leases: it has none, so it counts as run out
+    assert store.recover(expired_only=True) == (1, 0)  # from before leases: it has none, so it counts as run out
     assert [j.filename for j in store.claim(8, worker="w")] == ["1.wav", "2.wav"]
     store.beat(WorkerInfo("w", "h", 1, (), 0, 1.0, time.time()))
     again = SqliteJobStore(path)  # opening it again changes nothing
@@ -429,7 +494,7 @@ def test_redis_jobs_survive_a_crash_of_the_server(tmp_path, redis_available):
         np.testing.assert_allclose(spool.read(jobs[4].id), samples, atol=2**-23)
         (later,) = store.add(A, "b", [new("later")])
         assert later.seq == 6  # the counter survived too
-        assert store.recover() == 1 and [j.filename for j in store.claim(8)] == ["2", "4", "later"]
+        assert store.recover() == (1, 0) and [j.filename for j in store.claim(8)] == ["2", "4", "later"]
     finally:
         server.stop()
 
@@ -518,6 +583,48 @@ def test_every_runner_takes_back_expired_leases_without_waiting_for_the_sweeper(
         runner.stop()
     assert runner.store.get(A, job.id).status == "queued" and took < 0.5 + 0.5 + 0.5  # lease + half a lease + slack
     assert runner.workers(max_age=3600) == []  # no worker threads: not in the registry
+
+
+def test_a_job_for_a_model_this_host_does_not_know_fails_with_the_reason(backend):
+    """A newer app may queue a model this worker's catalog lacks: the job fails, the worker goes on."""
+    from explorer.service import ModelService
+
+    url, folder = backend
+    settings = Settings(data_dir=folder, job_store=url, batch_workers=1, offline=True, models_dir=folder / "models")
+    runner = BatchRunner(ModelService(settings, online=False), settings)
+    (job,) = runner.store.add(A, "b", [new("x.wav", model="newer/model-v9")])
+    runner.spool.write(job.id, np.zeros(1600, dtype=np.float32))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while runner.store.get(A, job.id).status in ("queued", "processing") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    done = runner.store.get(A, job.id)
+    assert done.status == "failed" and done.error.startswith("unknown model 'newer/model-v9'"), done
+    assert done.attempts == 1 and done.worker == runner.worker
+
+
+def test_refused_credentials_are_an_error_not_an_outage_to_wait_out(redis_url, tmp_path, caplog):
+    import redis
+
+    url = redis_url.replace("redis://", "redis://nobody:wrong@")  # no such user on the test server
+    runner = BatchRunner(None, Settings(data_dir=tmp_path, job_store=url, batch_workers=0, job_lease_seconds=1))
+    calls = []
+
+    def refused():
+        calls.append(1)
+        raise redis.AuthenticationError("invalid username-password pair")
+
+    with pytest.raises(redis.AuthenticationError):
+        runner._patiently(refused, "recording a job")  # not retried for two leases as an outage would be
+    assert len(calls) == 1
+    with caplog.at_level(logging.WARNING, logger="explorer.batch"):
+        runner.start()
+        runner.stop()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("refused access" in m and "check the credentials in JOB_STORE" in m for m in errors), errors
 
 
 def test_lease_and_beat_settings():

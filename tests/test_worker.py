@@ -291,6 +291,9 @@ def test_sigterm_lets_the_job_in_hand_finish_or_gives_it_back(redis_url, service
         ("redis://127.0.0.1:1/0", ["--workers", "0"], "--workers (or BATCH_WORKERS) must be at least 1"),
         ("redis://127.0.0.1:1/0", ["--models", "nope/model"], "unknown model key(s) nope/model"),
         ("redis://127.0.0.1:1/0", ["--grace", "-1"], "--grace must be 0 or more"),
+        # Nothing listens there: checked once at start, not waited for as an outage.
+        ("redis://127.0.0.1:1/0", [], "cannot use the job store at redis://127.0.0.1:1/0: ConnectionError: "),
+        ("redis://127.0.0.1:x/0", [], "cannot use the job store at redis://127.0.0.1:x/0: ValueError"),
     ],
 )
 def test_a_worker_refuses_what_it_cannot_run_with_the_reason(store, args, message):
@@ -298,3 +301,50 @@ def test_a_worker_refuses_what_it_cannot_run_with_the_reason(store, args, messag
     out = subprocess.run([sys.executable, "-m", "explorer.worker", *args], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=60)  # fmt: skip
     assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_a_worker_with_refused_credentials_exits_with_the_reason(redis_url):
+    url = redis_url.replace("redis://", "redis://nobody:s3cret-pw@")  # no such user on the test server
+    env = {**os.environ, "JOB_STORE": url, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "explorer.worker"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "cannot use the job store at redis://nobody:***@" in out.stderr and "AuthenticationError" in out.stderr
+    assert "s3cret-pw" not in out.stderr
+
+
+# A worker whose model load takes a minute (its preload replaced), announcing the load on stdout.
+SLOW_LOAD = """
+import sys, time
+from explorer import worker
+from explorer.service import ModelService
+
+def preload(self, key):
+    print("loading", flush=True)
+    time.sleep(60)
+
+ModelService.preload = preload
+sys.exit(worker.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_models_load_ends_the_worker_at_once(redis_url, tmp_path, signum):
+    url = store_url(redis_url, "load")
+    env = {**os.environ, "JOB_STORE": url, "HF_HUB_OFFLINE": "1", "MODELS_DIR": str(tmp_path / "models")}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_LOAD, "--models", TINY], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        if proc.stdout.readline().strip() != "loading":
+            proc.kill()
+            pytest.fail(f"the worker did not start loading:\n{proc.communicate()[1][-3000:]}")
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        proc.wait(10)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == -signum and took < 5  # nothing was held yet: the signal's default action
+    assert open_store(url, tmp_path)[0].workers(max_age=3600) == []

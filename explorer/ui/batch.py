@@ -10,7 +10,6 @@ import secrets
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import gradio as gr
 import pandas as pd
@@ -64,12 +63,15 @@ def worker_records(workers: list[WorkerInfo], now: float) -> list[dict]:
     ]  # fmt: skip
 
 
-def reachable_workers(runner: BatchRunner) -> Optional[list[WorkerInfo]]:
-    """The store's workers, or None while the store cannot be reached (the page keeps working)."""
+def reachable_workers(runner: BatchRunner) -> tuple[list[WorkerInfo], str]:
+    """The store's workers, and why they could not be read ("" when they could): the page keeps
+    working while the store is down or refuses this server's credentials."""
     try:
-        return runner.workers()
+        return runner.workers(), ""
+    except runner.store.refused:
+        return [], "the job store refuses this server's credentials (check JOB_STORE)"
     except runner.store.transient:
-        return None
+        return [], "the job store cannot be reached right now; workers keep retrying"
 
 
 def progress_markdown(counts: dict[str, int]) -> str:
@@ -217,13 +219,13 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
     # -- UI wiring ---------------------------------------------------------------------------
     def resize_workers(shown: int):
         """As resize below: the workers table is emptied first when its row count changes."""
-        n = len(reachable_workers(runner) or [])
+        n = len(reachable_workers(runner)[0])
         return (pd.DataFrame(columns=WORKER_COLUMNS), n) if n != shown else (gr.skip(), shown)
 
     def show_workers():
-        workers = reachable_workers(runner)
-        if workers is None:
-            return "The job store cannot be reached right now; workers keep retrying.", pd.DataFrame(columns=WORKER_COLUMNS)
+        workers, problem = reachable_workers(runner)
+        if problem:
+            return problem[0].upper() + problem[1:] + ".", pd.DataFrame(columns=WORKER_COLUMNS)
         store = "a shared store" if runner.store.shared else "this server's SQLite store"
         note = f"{len(workers)} worker(s) on {store}" + ("" if workers else ": submitted jobs wait until one starts")
         return note, pd.DataFrame(worker_records(workers, time.time()), columns=WORKER_COLUMNS)

@@ -27,11 +27,12 @@ def build_models(service: ModelService, runner: BatchRunner) -> None:
     def health() -> dict:
         """Server status, loaded models, models that failed to load (with the reason), and the batch
         workers taking jobs from this server's job store (host, models loaded, jobs done)."""
-        workers = reachable_workers(runner)
+        workers, problem = reachable_workers(runner)
         return {
             **service.health(),
-            "job_store": store_kind(runner.settings.job_store) + ("" if workers is not None else " (unreachable)"),
-            "workers": worker_records(workers or [], time.time()),
+            "job_store": store_kind(runner.settings.job_store),
+            "job_store_problem": problem,
+            "workers": worker_records(workers, time.time()),
         }
 
     gr.Markdown(
