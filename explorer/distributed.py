@@ -288,25 +288,10 @@ def iter_evaluate_on_ray(
             yield RayRow(index, _failure(key, utterances[index], LOST), "", time.perf_counter() - start)
 
 
-def evaluate_on_ray(
-    models: Sequence[str],
-    utterances: Sequence[Utterance],
-    options: TranscribeOptions = TranscribeOptions(),
-    language: Optional[str] = "en",
-    *,
-    actors: Optional[int] = None,
-    gpus_per_actor: Optional[float] = None,
-    address: Optional[str] = None,
-    max_seconds: Optional[float] = None,
-) -> RayEvaluation:
-    """``explorer.evaluate.evaluate`` on Ray: the same rows in the same order (model by model, in
-    the dataset's order), plus the node that transcribed each; `actors` per model."""
-    rows: list[RayRow] = []
-    for row in iter_evaluate_on_ray(
-        models, utterances, options, language, actors=actors, gpus_per_actor=gpus_per_actor, address=address, max_seconds=max_seconds
-    ):
-        rows.append(row)
-    return gathered(models, rows)
+def evaluate_on_ray(models: Sequence[str], utterances: Sequence[Utterance], *args, **kwargs) -> RayEvaluation:
+    """``explorer.evaluate.evaluate`` on Ray (``iter_evaluate_on_ray``'s arguments): the same rows in
+    the same order (model by model, in the dataset's order), plus the node that transcribed each."""
+    return gathered(models, list(iter_evaluate_on_ray(models, utterances, *args, **kwargs)))
 
 
 def gathered(models: Sequence[str], rows: Sequence[RayRow]) -> RayEvaluation:
