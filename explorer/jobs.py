@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import secrets
-import shutil
 import sqlite3
 import threading
 import time
@@ -462,12 +461,41 @@ class AudioSpool(Protocol):
     def orphans(self, known: set[str], older_than: float) -> list[str]: ...
 
 
+class FlacSpool:
+    """What both spools share: a job's audio as the FLAC bytes of flac_bytes, kept under its id.
+    A spool supplies _put (store the bytes) and _get (the bytes, or FileNotFoundError)."""
+
+    suffix = ".flac"
+
+    def _put(self, job_id: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _get(self, job_id: str) -> bytes:
+        raise NotImplementedError
+
+    def write(self, job_id: str, samples: np.ndarray) -> None:
+        self._put(job_id, flac_bytes(samples))
+
+    def read(self, job_id: str) -> np.ndarray:
+        return from_flac(self._get(job_id))
+
+    def export(self, job_id: str, folder: Path, name: str = "") -> Path:
+        """A copy of the audio as folder/<name or job id>.flac (for the UI to serve; the spool stays private)."""
+        data = self._get(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{name or job_id}{self.suffix}"
+        target.write_bytes(data)
+        return target
+
+    def copy(self, source_id: str, job_id: str) -> None:
+        self._put(job_id, self._get(source_id))
+
+
 @dataclass
-class Spool:
+class Spool(FlacSpool):
     """The audio spool as a folder of FLAC files named by job id (next to the SQLite store)."""
 
     folder: Path
-    suffix: str = field(default=".flac", init=False)
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
@@ -483,24 +511,11 @@ class Spool:
         self._partial(job_id).write_bytes(data)
         self._partial(job_id).replace(self.path(job_id))  # atomic: never a half-written file under a job's name
 
-    def write(self, job_id: str, samples: np.ndarray) -> None:
-        self._put(job_id, flac_bytes(samples))
-
-    def read(self, job_id: str) -> np.ndarray:
-        return from_flac(self.path(job_id).read_bytes())
+    def _get(self, job_id: str) -> bytes:
+        return self.path(job_id).read_bytes()
 
     def exists(self, job_id: str) -> bool:
         return self.path(job_id).is_file()
-
-    def export(self, job_id: str, folder: Path, name: str = "") -> Path:
-        """A copy of the audio as folder/<name or job id>.flac (for the UI to serve; the spool stays private)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{name or job_id}{self.suffix}"
-        shutil.copyfile(self.path(job_id), target)
-        return target
-
-    def copy(self, source_id: str, job_id: str) -> None:
-        self._put(job_id, self.path(source_id).read_bytes())
 
     def delete(self, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:

@@ -29,16 +29,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Iterable, Optional, Sequence
 from urllib.parse import parse_qsl, urlencode
 
-import numpy as np
 import redis
 
 from explorer.jobs import (
-    MAX_ATTEMPTS, STATUSES, WORKER_FIELDS, Job, Limit, NewJob, WorkerInfo, _options, _options_json, _result,
-    _worker, _worker_values, crashed_error, flac_bytes, from_flac,
+    MAX_ATTEMPTS, STATUSES, WORKER_FIELDS, FlacSpool, Job, Limit, NewJob, WorkerInfo, _options, _options_json,
+    _result, _worker, _worker_values, crashed_error,
 )  # fmt: skip
 from explorer.config import DEFAULT_LEASE_SECONDS
 from explorer.types import Transcription
@@ -365,7 +363,7 @@ SCRIPTS = {
 }  # fmt: skip
 
 
-class RedisSpool:
+class RedisSpool(FlacSpool):
     """The audio spool in the store: ``audio:<id>`` holds the same 24-bit FLAC bytes as a spool
     file; ``audio-written`` (write times) finds orphans without scanning the key space."""
 
@@ -388,25 +386,8 @@ class RedisSpool:
             raise FileNotFoundError(f"no audio for job {job_id!r}")
         return data
 
-    def write(self, job_id: str, samples: np.ndarray) -> None:
-        self._put(job_id, flac_bytes(samples))
-
-    def read(self, job_id: str) -> np.ndarray:
-        return from_flac(self._get(job_id))
-
     def exists(self, job_id: str) -> bool:
         return self.client.exists(self._key(job_id)) == 1
-
-    def export(self, job_id: str, folder: Path, name: str = "") -> Path:
-        """A copy of the audio as folder/<name or job id>.flac, for the UI to serve."""
-        data = self._get(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{name or job_id}.flac"
-        target.write_bytes(data)
-        return target
-
-    def copy(self, source_id: str, job_id: str) -> None:
-        self._put(job_id, self._get(source_id))
 
     def delete(self, job_ids: Iterable[str]) -> None:
         job_ids = list(job_ids)
