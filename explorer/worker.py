@@ -86,8 +86,7 @@ def worker_settings(settings: Settings, args: argparse.Namespace) -> Settings:
 def preload_keys(text: str, settings: Settings) -> list[str]:
     """The --models keys, checked against the catalog (ValueError names what is wrong)."""
     keys = [k.strip() for k in text.split(",") if k.strip()]
-    known = {spec.key for spec in catalog.MODELS}
-    unknown = [k for k in keys if k not in known]
+    unknown = [k for k in keys if k not in catalog.BY_KEY]
     if unknown:
         raise ValueError(f"unknown model key(s) {', '.join(unknown)} (see /models for the keys)")
     if len(keys) > settings.max_loaded_models:
