@@ -262,9 +262,12 @@ class BatchRunner:
 
     def _work(self) -> None:
         delay = 0.0  # backoff while the store is unreachable
+        claim_id = ""  # kept until a claim answers: a claim that ran but whose reply was lost is handed back
         while not self._draining.is_set():
+            claim_id = claim_id or secrets.token_hex(16)
             try:
-                jobs = self.store.claim(self._claim_limit, worker=self.worker, lease=self.lease)
+                jobs = self.store.claim(self._claim_limit, worker=self.worker, lease=self.lease, claim_id=claim_id)
+                claim_id = ""
             except Exception as exc:  # the store is down or restarting: a worker outlives it
                 delay = min(max(2 * delay, 0.5), MAX_BACKOFF_SECONDS)
                 self._store_error("claiming jobs", exc)

@@ -120,7 +120,9 @@ class JobStore(Protocol):
     refused: tuple[type[BaseException], ...]  # among them, those that trying again will not cure (credentials)
 
     def add(self, session: str, batch: str, jobs: Sequence[NewJob]) -> list[Job]: ...
-    def claim(self, limit: Limit = 1, worker: str = "", lease: float = DEFAULT_LEASE_SECONDS) -> list[Job]: ...
+    def claim(
+        self, limit: Limit = 1, worker: str = "", lease: float = DEFAULT_LEASE_SECONDS, claim_id: str = ""
+    ) -> list[Job]: ...
     def extend(self, job_ids: Sequence[str], lease: float = DEFAULT_LEASE_SECONDS, worker: str = "") -> int: ...
     def release(self, job_ids: Sequence[str], worker: str) -> int: ...
     def complete(self, job_id: str, result: Transcription, worker: str = "") -> bool: ...
@@ -198,7 +200,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT NOT NULL DEFAULT '',
     result TEXT,
     worker TEXT NOT NULL DEFAULT '',
-    lease_until REAL
+    lease_until REAL,
+    claim_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_session ON jobs (session, seq);
@@ -214,7 +217,7 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 """
 # Columns added to `jobs` after its first release: a file made before them gets them on open.
-ADDED_COLUMNS = {"worker": "TEXT NOT NULL DEFAULT ''", "lease_until": "REAL"}
+ADDED_COLUMNS = {"worker": "TEXT NOT NULL DEFAULT ''", "lease_until": "REAL", "claim_id": "TEXT NOT NULL DEFAULT ''"}
 COLUMNS = (
     "id, seq, session, batch, filename, model, options, status, audio_seconds, created_at, started_at, finished_at,"
     " attempts, error, result, worker, lease_until"
@@ -294,12 +297,26 @@ class SqliteJobStore:
     def _get(self, job_id: str) -> Job:
         return self._job(self._db().execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
-    def claim(self, limit: Limit = 1, worker: str = "", lease: float = DEFAULT_LEASE_SECONDS) -> list[Job]:
+    def claim(
+        self, limit: Limit = 1, worker: str = "", lease: float = DEFAULT_LEASE_SECONDS, claim_id: str = ""
+    ) -> list[Job]:
         """The oldest queued job, plus up to limit-1 queued jobs right after it that ask for the
         same model and options (so they can share one batched model call). `limit` may be a
-        function of the head job's model. The jobs are `worker`'s until `lease` seconds from now."""
+        function of the head job's model. The jobs are `worker`'s until `lease` seconds from now.
+
+        A claim repeated with the same `claim_id` (the caller's retry of a call whose reply it
+        never got) hands back the jobs that claim took which `worker` still holds, lease renewed,
+        and claims nothing more; only when it holds none of them does it claim anew."""
         now = time.time()
         with self._write() as db:
+            if claim_id:
+                held = [row[0] for row in db.execute(
+                    "SELECT id FROM jobs WHERE claim_id = ? AND status = 'processing' AND worker = ? ORDER BY seq",
+                    (claim_id, worker),
+                )]  # fmt: skip
+                if held:
+                    db.executemany("UPDATE jobs SET lease_until = ? WHERE id = ?", [(now + lease, i) for i in held])
+                    return [self._get(i) for i in held]
             head = db.execute(f"SELECT {COLUMNS} FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()
             if head is None:
                 return []
@@ -314,8 +331,8 @@ class SqliteJobStore:
                 run.append(row)
             db.executemany(
                 "UPDATE jobs SET status = 'processing', started_at = ?, attempts = attempts + 1, worker = ?,"
-                " lease_until = ? WHERE id = ?",
-                [(now, worker, now + lease, row[0]) for row in run],
+                " lease_until = ?, claim_id = ? WHERE id = ?",
+                [(now, worker, now + lease, claim_id, row[0]) for row in run],
             )
         return [self._get(row[0]) for row in run]
 

@@ -9,7 +9,8 @@ scoping), for workers on several machines that share one server. Keys, all under
 - ``queue``: queued job ids scored by seq (the FIFO), ``processing``: claimed ids scored by lease deadline;
 - ``session:<hash>``: a session's job ids scored by seq, ``created``: every job id scored by submission time (TTL);
 - ``worker:<id>``: a hash per worker, ``workers``: worker ids scored by when they last reported;
-- ``audio:<id>``: a job's audio (FLAC bytes), ``audio-written``: audio ids scored by when written.
+- ``audio:<id>``: a job's audio (FLAC bytes), ``audio-written``: audio ids scored by when written;
+- ``claim:<worker>:<id>``: the job ids one claim took, for one lease (a repeated claim hands them back).
 
 Every change that touches more than one key is one Lua script, which Redis runs atomically: adding
 jobs (numbering them), claiming, finishing, cancelling, deleting, recovering, extending and
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Iterable, Optional, Sequence
 from urllib.parse import parse_qsl, urlencode
 
@@ -58,10 +60,29 @@ for _, job in ipairs(cjson.decode(ARGV[2])) do
   end
 end
 """
-# KEYS: queue, processing. ARGV: prefix, n, model, options, now, lease deadline, worker.
-# The head must still ask for the model and options the caller computed n for; else nothing is claimed.
+# KEYS: queue, processing, this claim's record. ARGV: prefix, n, model, options, now, lease deadline,
+# worker, lease in ms. A record (the ids a claim took, kept for one lease) makes a repeated claim
+# hand back what it took, lease renewed, instead of taking more: redis-py resends a command whose
+# connection dropped, and the worker retries with the same claim id, when the first reply was lost.
+# Otherwise the head must still ask for the model and options the caller computed n for, or nothing is claimed.
 CLAIM = """
 local out = {}
+local record = redis.call('GET', KEYS[3])
+if record then
+  for _, id in ipairs(cjson.decode(record)) do
+    local key = ARGV[1] .. 'job:' .. id
+    local job = redis.call('HMGET', key, 'status', 'worker')
+    if job[1] == 'processing' and job[2] == ARGV[7] then
+      redis.call('ZADD', KEYS[2], ARGV[6], id)
+      redis.call('HSET', key, 'lease_until', ARGV[6])
+      table.insert(out, redis.call('HGETALL', key))
+    end
+  end
+  if #out > 0 then return out end
+  redis.call('DEL', KEYS[3])  -- it holds none of them any more: claim anew
+end
+if tonumber(ARGV[2]) < 1 then return out end
+local ids = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
   local key = ARGV[1] .. 'job:' .. id
   local alike = redis.call('HMGET', key, 'model', 'options')
@@ -71,7 +92,9 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
   redis.call('HSET', key, 'status', 'processing', 'started_at', ARGV[5], 'worker', ARGV[7], 'lease_until', ARGV[6])
   redis.call('HINCRBY', key, 'attempts', 1)
   table.insert(out, redis.call('HGETALL', key))
+  table.insert(ids, id)
 end
+if #ids > 0 then redis.call('SET', KEYS[3], cjson.encode(ids), 'PX', ARGV[8]) end
 return out
 """
 # KEYS: job, processing. ARGV: id, status, error, result ('' for none), now, worker ('' for any).
@@ -250,22 +273,28 @@ class RedisJobStore:
             pipe.hgetall(self._key("job", job_id))
         return [_job(_decode(h)) if h else None for h in pipe.execute()]
 
-    def claim(self, limit: Limit = 1, worker: str = "", lease: float = DEFAULT_LEASE_SECONDS) -> list[Job]:
+    def claim(
+        self, limit: Limit = 1, worker: str = "", lease: float = DEFAULT_LEASE_SECONDS, claim_id: str = ""
+    ) -> list[Job]:
         """As SqliteJobStore.claim. The head is read first to compute `limit` for its model; the
         script then claims only if the head still asks for that model and those options (another
-        worker may have taken it meanwhile), and otherwise this looks again."""
+        worker may have taken it meanwhile), and otherwise this looks again. Without a claim_id,
+        one made here still covers redis-py's own resending of this call."""
+        record = self._key("claim", worker, claim_id or uuid.uuid4().hex)
+        keys = [self._key("queue"), self._key("processing"), record]
         while True:
+            now = time.time()
+            timing = [_text(now), _text(now + lease), worker, max(1, int(lease * 1000))]
             head = self.client.zrange(self._key("queue"), 0, 0)
-            if not head:
-                return []
+            if not head:  # the queue may be empty because the claim being repeated took its last jobs
+                claimed = self._run("claim", keys, [self.prefix, 0, "", "", *timing]) if claim_id else []
+                return [_job(_decode(h)) for h in claimed]
             model, options = self.client.hmget(self._key("job", head[0].decode()), "model", "options")
             if model is None:  # deleted between the two reads (or lost): a queued id with no job leaves the queue
                 self.client.zrem(self._key("queue"), head[0])
                 continue
             n = limit(model.decode()) if callable(limit) else limit
-            now = time.time()
-            args = [self.prefix, n, model, options, _text(now), _text(now + lease), worker]
-            claimed = self._run("claim", [self._key("queue"), self._key("processing")], args)
+            claimed = self._run("claim", keys, [self.prefix, n, model, options, *timing])
             if claimed:
                 return [_job(_decode(h)) for h in claimed]
 
