@@ -218,6 +218,8 @@ CREATE TABLE IF NOT EXISTS workers (
 """
 # Columns added to `jobs` after its first release: a file made before them gets them on open.
 ADDED_COLUMNS = {"worker": "TEXT NOT NULL DEFAULT ''", "lease_until": "REAL", "claim_id": "TEXT NOT NULL DEFAULT ''"}
+# What going back to the queue sets (a release, a recovery): nobody's, no start, no lease.
+REQUEUED = "status = 'queued', started_at = NULL, worker = '', lease_until = NULL"
 COLUMNS = (
     "id, seq, session, batch, filename, model, options, status, audio_seconds, created_at, started_at, finished_at,"
     " attempts, error, result, worker, lease_until"
@@ -352,8 +354,7 @@ class SqliteJobStore:
         again in their old place (the attempt stays counted). Returns how many."""
         with self._write() as db:
             cur = db.executemany(
-                "UPDATE jobs SET status = 'queued', started_at = NULL, worker = '', lease_until = NULL"
-                " WHERE id = ? AND status = 'processing' AND worker = ?",
+                f"UPDATE jobs SET {REQUEUED} WHERE id = ? AND status = 'processing' AND worker = ?",
                 [(i, worker) for i in job_ids],
             )
         return cur.rowcount
@@ -418,7 +419,7 @@ class SqliteJobStore:
                 (crashed_error(MAX_ATTEMPTS), now, expired_only, now, MAX_ATTEMPTS),
             ).rowcount
             queued = db.execute(
-                f"UPDATE jobs SET status = 'queued', started_at = NULL, worker = '', lease_until = NULL WHERE {taken}",
+                f"UPDATE jobs SET {REQUEUED} WHERE {taken}",
                 (expired_only, now),
             ).rowcount
         return queued, failed

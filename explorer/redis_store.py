@@ -60,12 +60,27 @@ for _, job in ipairs(cjson.decode(ARGV[2])) do
   end
 end
 """
+# Lua functions the scripts below share (each script is sent with them): a job's lease pushed to a
+# deadline, and a job back in the queue at its place (as SQLite's REQUEUED).
+HOLD = """
+local function hold(processing, key, id, deadline)
+  redis.call('ZADD', processing, deadline, id)
+  redis.call('HSET', key, 'lease_until', deadline)
+end
+"""
+QUEUE_AGAIN = """
+local function queue_again(queue, key, id, seq)
+  redis.call('HSET', key, 'status', 'queued', 'worker', '')
+  redis.call('HDEL', key, 'started_at', 'lease_until')
+  redis.call('ZADD', queue, seq, id)
+end
+"""
 # KEYS: queue, processing, this claim's record. ARGV: prefix, n, model, options, now, lease deadline,
 # worker, lease in ms. A record (the ids a claim took, kept for one lease) makes a repeated claim
 # hand back what it took, lease renewed, instead of taking more: redis-py resends a command whose
 # connection dropped, and the worker retries with the same claim id, when the first reply was lost.
 # Otherwise the head must still ask for the model and options the caller computed n for, or nothing is claimed.
-CLAIM = """
+CLAIM = HOLD + """
 local out = {}
 local record = redis.call('GET', KEYS[3])
 if record then
@@ -73,8 +88,7 @@ if record then
     local key = ARGV[1] .. 'job:' .. id
     local job = redis.call('HMGET', key, 'status', 'worker')
     if job[1] == 'processing' and job[2] == ARGV[7] then
-      redis.call('ZADD', KEYS[2], ARGV[6], id)
-      redis.call('HSET', key, 'lease_until', ARGV[6])
+      hold(KEYS[2], key, id, ARGV[6])
       table.insert(out, redis.call('HGETALL', key))
     end
   end
@@ -124,7 +138,7 @@ return 1
 """
 # KEYS: processing, queue. ARGV: prefix, the latest lease deadline to take back ('+inf': all),
 # MAX_ATTEMPTS, the error of a job that reached it, now. Returns {queued again, failed}.
-RECOVER = """
+RECOVER = QUEUE_AGAIN + """
 local queued, failed = 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])) do
   local key = ARGV[1] .. 'job:' .. id
@@ -135,37 +149,32 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])) do
     redis.call('HDEL', key, 'lease_until')
     failed = failed + 1
   elseif job[1] then
-    redis.call('HSET', key, 'status', 'queued', 'worker', '')
-    redis.call('HDEL', key, 'started_at', 'lease_until')
-    redis.call('ZADD', KEYS[2], job[1], id)
+    queue_again(KEYS[2], key, id, job[1])
     queued = queued + 1
   end
 end
 return {queued, failed}
 """
 # KEYS: processing. ARGV: prefix, deadline, worker ('' for any), ids...
-EXTEND = """
+EXTEND = HOLD + """
 local n = 0
 for i = 4, #ARGV do
   local key = ARGV[1] .. 'job:' .. ARGV[i]
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) and (ARGV[3] == '' or redis.call('HGET', key, 'worker') == ARGV[3]) then
-    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
-    redis.call('HSET', key, 'lease_until', ARGV[2])
+    hold(KEYS[1], key, ARGV[i], ARGV[2])
     n = n + 1
   end
 end
 return n
 """
 # KEYS: processing, queue. ARGV: prefix, worker, ids... Only jobs that worker still holds.
-RELEASE = """
+RELEASE = QUEUE_AGAIN + """
 local n = 0
 for i = 3, #ARGV do
   local key = ARGV[1] .. 'job:' .. ARGV[i]
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) and redis.call('HGET', key, 'worker') == ARGV[2] then
     redis.call('ZREM', KEYS[1], ARGV[i])
-    redis.call('HSET', key, 'status', 'queued', 'worker', '')
-    redis.call('HDEL', key, 'started_at', 'lease_until')
-    redis.call('ZADD', KEYS[2], redis.call('HGET', key, 'seq'), ARGV[i])
+    queue_again(KEYS[2], key, ARGV[i], redis.call('HGET', key, 'seq'))
     n = n + 1
   end
 end
