@@ -54,6 +54,7 @@ MAX_BACKOFF_SECONDS = 5.0  # the longest wait between tries while the store is u
 # submission (hundreds of files of up to MAX_AUDIO_SECONDS each), not a typical one. An hour does,
 # and an orphan costs only disk (or Redis memory) until then.
 ORPHAN_GRACE_SECONDS = 3600.0
+CLAIM_WAIT_SECONDS = 5.0  # how long stop() waits for a claim in flight (past it, its jobs' leases run out)
 FORGET_WORKER_SECONDS = 3600.0  # a worker not heard from for this long leaves the registry (sweep)
 
 
@@ -104,9 +105,13 @@ class BatchRunner:
         # Unique per runner: several may share a store, from one host or many.
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self._held: dict[str, Job] = {}  # the claimed jobs this runner holds leases on, by id
+        self._claims = 0  # claims in flight (under _lock): stop() waits for them to hold or give back their jobs
+        self._giving_back = False  # set by stop() (under _lock) once it has taken the jobs in hand to give back
+        self._late = 0  # jobs whose claim returned after that, given back by their worker thread
         self._done = 0  # jobs whose outcome this runner recorded
         self._started_at = time.time()
         self._lock = threading.Lock()
+        self._claims_done = threading.Condition(self._lock)
         self._beat_lock = threading.Lock()  # no beat lands after stop() has left the registry
         self._wake = threading.Condition()
         self._draining = threading.Event()  # set by stop(): no more claims
@@ -187,6 +192,7 @@ class BatchRunner:
                 thread.join(min(0.1, max(0.0, deadline - time.monotonic())))
         with self._lock:
             held = sorted(self._held)
+            self._giving_back = True  # a claim that returns from now on gives its jobs back itself
         released = 0
         if held:
             try:
@@ -195,6 +201,9 @@ class BatchRunner:
                     log.warning("%d job(s) still running after %g s: back in the queue", released, grace)
             except Exception as exc:
                 log.warning("could not give back %d job(s) (%s): they return when their lease runs out", len(held), exc)
+        with self._claims_done:  # a claim in flight (a few ms, unless the store is down) ends first
+            self._claims_done.wait_for(lambda: self._claims == 0, timeout=CLAIM_WAIT_SECONDS)
+            released += self._late
         with self._beat_lock:
             self._stop.set()
         self._notify()
@@ -266,7 +275,7 @@ class BatchRunner:
         while not self._draining.is_set():
             claim_id = claim_id or secrets.token_hex(16)
             try:
-                jobs = self.store.claim(self._claim_limit, worker=self.worker, lease=self.lease, claim_id=claim_id)
+                jobs = self._claim(claim_id)
                 claim_id = ""
             except Exception as exc:  # the store is down or restarting: a worker outlives it
                 delay = min(max(2 * delay, 0.5), MAX_BACKOFF_SECONDS)
@@ -274,6 +283,8 @@ class BatchRunner:
                 self._draining.wait(delay)
                 continue
             delay = 0.0
+            if jobs is None:  # stop() is giving back what this runner held: so were these
+                return
             if not jobs:
                 with self._wake:
                     if not self._draining.is_set():
@@ -285,11 +296,35 @@ class BatchRunner:
                 except Exception as exc:  # their leases run out and they run again, here or elsewhere
                     self._store_error(f"running {len(jobs)} job(s)", exc)
 
+    def _claim(self, claim_id: str) -> Optional[list[Job]]:
+        """Claim jobs and hold them (the heartbeat renews what is held), or, when stop() has
+        already taken the jobs in hand to give back, give these back too and return None: a
+        claim that was in flight then must not leave its jobs in this runner's name."""
+        with self._lock:
+            if self._giving_back:  # stop() went past its wait for claims: claim nothing
+                return None
+            self._claims += 1
+        try:
+            jobs = self.store.claim(self._claim_limit, worker=self.worker, lease=self.lease, claim_id=claim_id)
+            with self._lock:
+                late = self._giving_back
+                if not late:
+                    self._held.update((job.id, job) for job in jobs)
+            if not late:
+                return jobs
+            if jobs:
+                given = self.store.release([job.id for job in jobs], self.worker)
+                with self._lock:
+                    self._late += given
+            return None
+        finally:
+            with self._claims_done:
+                self._claims -= 1
+                self._claims_done.notify_all()
+
     @contextmanager
     def _holding(self, jobs: Sequence[Job]):
-        """While running these jobs, the heartbeat renews their lease and the registry shows them."""
-        with self._lock:
-            self._held.update((job.id, job) for job in jobs)
+        """While running these claimed (and held) jobs, the registry shows them."""
         self._beat()
         try:
             yield

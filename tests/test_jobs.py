@@ -632,6 +632,45 @@ def test_a_runner_whose_claim_reply_was_lost_gets_those_jobs_back_at_once(backen
     assert len(set(lossy.claims[1:])) == len(lossy.claims) - 1  # and later claims had new ones
 
 
+class ClaimStalledAtStop:
+    """The real store, except that the first claim waits for the test's go before it runs: a claim
+    in flight when the runner is told to stop (a thread between its draining check and the reply)."""
+
+    def __init__(self, store):
+        self.store, self.entered, self.go = store, threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def claim(self, *args, **kwargs):
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.go.wait(10)
+        return self.store.claim(*args, **kwargs)
+
+
+def test_a_claim_in_flight_when_the_runner_stops_gives_its_jobs_back(backend):
+    url, folder = backend
+    store, spool = open_store(url, folder)
+    stalled = ClaimStalledAtStop(store)
+    service = GatedService()
+    settings = Settings(data_dir=folder, job_store=url, batch_workers=1, batch_size=2, job_lease_seconds=60)
+    runner = BatchRunner(service, settings, stalled, spool)
+    a, b = store.add(A, "b", [new("1"), new("2")])
+    runner.start()
+    assert stalled.entered.wait(10)
+    released: list[int] = []
+    stopping = threading.Thread(target=lambda: released.append(runner.stop(grace=0)))
+    stopping.start()
+    time.sleep(0.5)  # stop() has given back what was held (nothing) and waits for the claim
+    stalled.go.set()
+    stopping.join(15)
+    assert not stopping.is_alive() and released == [2]
+    jobs = store.list(A)
+    assert [(j.status, j.worker, j.attempts) for j in jobs] == [("queued", "", 1)] * 2  # none left in its name
+    assert not service.started.is_set() and [j.id for j in store.claim(8, worker="next")] == [a.id, b.id]
+
+
 def test_every_runner_takes_back_expired_leases_without_waiting_for_the_sweeper(backend):
     url, folder = backend
     settings = Settings(data_dir=folder, job_store=url, batch_workers=0, job_lease_seconds=1.0)  # sweeps every 600 s
