@@ -1,5 +1,7 @@
-"""Command line: ``python -m explorer eval --models KEY[,KEY...] --data DATASET [--out DIR]``
-and ``python -m explorer stream --model KEY --audio FILE [--json OUT]``.
+"""Command line: ``python -m explorer eval --models KEY[,KEY...] --data DATASET [--out DIR]``,
+``python -m explorer stream --model KEY --audio FILE [--json OUT]``, ``python -m explorer env``
+(what results here are computed on: CPU, ISA flags, threads, device, library versions) and
+``python -m explorer diff A B`` (two saved evaluations' differences: utterances, WER, environments).
 
 Both run without a display. ``eval``: progress goes to stderr (tqdm), the leaderboard to stdout,
 and the per-utterance rows and summary to ``DIR/results.csv``, ``DIR/summary.csv`` and
@@ -61,6 +63,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     st.add_argument("--no-realtime", action="store_true", help="do not wait for the audio: a chunk per pass, simulated times")
     st.add_argument("--reference", help="reference transcript: prints the WER of the committed text")
     st.add_argument("--json", type=Path, default=None, help="write the report (and the score) to this JSON file")
+    en = sub.add_parser("env", help="print the run environment results on this machine record")
+    en.add_argument("--json", action="store_true", help="as JSON, one record per engine")
+    df = sub.add_parser("diff", help="compare two saved evaluations (results.json or results.csv)")
+    df.add_argument("first", type=Path)
+    df.add_argument("second", type=Path)
     args = parser.parse_args(argv)
     if args.command == "eval" and not args.data and not args.probe:
         parser.error("give --data, --probe or both")
@@ -123,11 +130,56 @@ def stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def show_environment(args: argparse.Namespace) -> int:
+    import json
+
+    from explorer.config import Settings
+    from explorer.environment import ENGINE_LIBRARIES, describe
+    from explorer.service import resolve_device
+
+    settings = Settings.from_env()
+    records = []
+    for engine in ENGINE_LIBRARIES:
+        try:
+            device = resolve_device(settings.device, engine)
+        except ImportError:  # the engine's library is not installed: its record says so
+            device = "cpu"
+        # The compute type an engine runs at is known once it loads (each result records it).
+        records.append(describe(engine, device, "(as loaded)", settings.cpu_threads))
+    if args.json:
+        print(json.dumps([asdict(r) for r in records], indent=2))
+        return 0
+    first = records[0]
+    print(f"cpu       {first.cpu}")
+    print(f"isa       {first.isa or '(none of the kernel-selecting flags)'}")
+    print(f"threads   {settings.cpu_threads} (CPU_THREADS)")
+    for r in records:
+        print(f"{r.engine:<15} {r.device}{' ' + r.gpu if r.gpu else ''}  {r.libraries}")
+    return 0
+
+
+def show_difference(args: argparse.Namespace) -> int:
+    from explorer.evaluate import DatasetError, compare_runs, load_results
+
+    try:
+        (a, _, _), (b, _, _) = load_results(args.first), load_results(args.second)
+        diff = compare_runs(a, b)
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(diff.report())
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.command == "stream":
         return stream(args)
+    if args.command == "env":
+        return show_environment(args)
+    if args.command == "diff":
+        return show_difference(args)
 
     from tqdm import tqdm
 
@@ -144,6 +196,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         utterances = load_dataset(args.data, config=args.config, split=args.split, limit=args.limit) if args.data else []
         utterances += probe_utterances() if args.probe else []
         options = TranscribeOptions(language=args.language, beam_size=args.beam_size, vad_filter=not args.no_vad)
+        settings = Settings.from_env()
         if args.backend == "ray":  # Ray Data prints its own progress
             try:
                 import ray  # noqa: F401
@@ -156,12 +209,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             run = evaluate_on_ray(
                 models, utterances, options, args.language, actors=args.actors, gpus_per_actor=args.gpus_per_actor, address=args.address
             )
-            rows, summary = run.rows, run.summary(args.language)
+            rows, summary = run.rows, run.summary(args.language, settings.device_price_per_hour)
         else:
-            service = ModelService(Settings.from_env())
+            service = ModelService(settings)
             with tqdm(total=len(models) * len(utterances), unit="utt", file=sys.stderr) as bar:
                 rows = evaluate(service, models, utterances, options, args.language, on_result=lambda r: bar.update(1))
-            summary = summarize(rows, args.language)
+            summary = summarize(rows, args.language, settings.device_price_per_hour)
     except (KeyError, DatasetError, ModelError, ValueError) as exc:
         print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
         return 2

@@ -83,6 +83,7 @@ def job_row(job: Job) -> dict:
         "seconds": round(took, 2) if took is not None else None,
         "batch_size": m.batch_size if m else None,
         "error": job.error,
+        "environment": job.result.environment.label() if job.result and job.result.environment else None,
     }
 
 

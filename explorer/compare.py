@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
+from explorer.metrics import cost_per_audio_hour
 from explorer.scoring import AlignedWord, align, score
 from explorer.types import TranscribeOptions, Transcription
 
@@ -33,7 +34,9 @@ COLUMNS = [
     "processing_seconds",
     "load_seconds",
     "audio_seconds",
+    "cost_per_audio_hour",
     "normalizer",
+    "environment",
 ]
 
 
@@ -57,7 +60,8 @@ def scoring_language(results: Sequence[Transcription], language: Optional[str]) 
     return language or next((r.language for r in results if r.language), None)
 
 
-def _row(t: Transcription, label: Optional[str], text: Optional[str], language: Optional[str]) -> dict:
+def _row(t: Transcription, label: Optional[str], text: Optional[str], language: Optional[str],
+         price_per_hour: Optional[float] = None) -> dict:  # fmt: skip
     s = score(text, t.text, language) if text is not None and t.model != label else None
     m = t.metrics
     return {
@@ -76,7 +80,9 @@ def _row(t: Transcription, label: Optional[str], text: Optional[str], language: 
         "processing_seconds": m.processing_seconds,
         "load_seconds": m.load_seconds,
         "audio_seconds": m.audio_seconds,
+        "cost_per_audio_hour": cost_per_audio_hour(price_per_hour, m.rtfx),
         "normalizer": s.normalizer if s else None,
+        "environment": t.environment.label() if t.environment else None,
     }
 
 
@@ -85,11 +91,13 @@ def row_records(
     reference: Optional[str] = None,
     language: Optional[str] = None,
     against: Optional[str] = None,
+    price_per_hour: Optional[float] = None,
 ) -> list[dict]:
-    """One dict per model (the COLUMNS), plain Python values, None where there is no score."""
+    """One dict per model (the COLUMNS), plain Python values, None where there is no score (or,
+    for the cost per hour of audio, no DEVICE_PRICE_PER_HOUR)."""
     label, text = target(results, reference, against)
     language = scoring_language(results, language)
-    return [_row(t, label, text, language) for t in results]
+    return [_row(t, label, text, language, price_per_hour) for t in results]
 
 
 def compare_rows(
@@ -160,6 +168,7 @@ def compare(
     language: Optional[str] = None,
     against: Optional[str] = None,
     options: Optional[TranscribeOptions] = None,
+    price_per_hour: Optional[float] = None,
 ) -> Comparison:
     """Score and align every result against the reference, or against the model named by `against`."""
     results = tuple(results)
@@ -169,7 +178,7 @@ def compare(
         against=label,
         language=scoring_language(results, language),
         results=results,
-        rows=tuple(row_records(results, reference, language, against)),
+        rows=tuple(row_records(results, reference, language, against, price_per_hour)),
         alignments=alignments(results, reference, language, against),
         options=options,
     )

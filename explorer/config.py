@@ -27,6 +27,14 @@ def store_kind(url: str) -> str:
     raise ValueError(f"JOB_STORE must be empty, 'sqlite' or a redis://, rediss:// or unix:// URL, got {url!r}")
 
 
+def all_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers narrow), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_models_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "open-asr-explorer" / "models"
@@ -72,6 +80,12 @@ class Settings:
     max_upload_mb: float = 200
     device: str = "auto"  # auto | cpu | cuda
     compute_type: Optional[str] = None  # faster-whisper override, e.g. float32
+    # Threads of every engine's CPU kernels (CTranslate2, onnxruntime, torch). Outputs can depend
+    # on it (a different split of a matrix product rounds differently), so it is fixed here and
+    # recorded in each result's RunEnvironment rather than left to OMP_NUM_THREADS or a library.
+    cpu_threads: int = field(default_factory=all_cores)
+    # The hardware's price per hour (e.g. the Space's), for cost per hour of audio = price / RTFx.
+    device_price_per_hour: Optional[float] = None
     remote_code_allowlist: tuple[str, ...] = DEFAULT_REMOTE_CODE_ALLOWLIST
     hub_timeout_seconds: float = 3.0
     data_dir: Path = field(default_factory=default_data_dir)  # the job store and its audio spool
@@ -104,6 +118,8 @@ class Settings:
             max_upload_mb=_float(env, "MAX_UPLOAD_MB", cls.max_upload_mb),
             device=env.get("DEVICE", cls.device).lower(),
             compute_type=env.get("COMPUTE_TYPE") or None,
+            cpu_threads=_int(env, "CPU_THREADS", all_cores()),
+            device_price_per_hour=_float(env, "DEVICE_PRICE_PER_HOUR", 0.0) or None,
             remote_code_allowlist=(
                 tuple(x.strip() for x in allow.split(",") if x.strip())
                 if allow is not None
@@ -136,6 +152,10 @@ class Settings:
         store_kind(self.job_store)  # raises on a URL of no store we have
         if self.job_lease_seconds <= 0 or self.worker_beat_seconds <= 0:
             raise ValueError("JOB_LEASE_SECONDS and WORKER_BEAT_SECONDS must be positive")
+        if self.cpu_threads < 1:
+            raise ValueError("CPU_THREADS must be at least 1")
+        if self.device_price_per_hour is not None and self.device_price_per_hour < 0:
+            raise ValueError("DEVICE_PRICE_PER_HOUR must not be negative")
         if self.max_loaded_models < 1:
             raise ValueError("MAX_LOADED_MODELS must be at least 1")
         if not 0 < self.gpu_memory_utilization <= 1:

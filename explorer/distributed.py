@@ -8,7 +8,7 @@ a cluster with Ray Data:
   through ``Utterance.load``;
 - transcription runs in an actor pool per model (``map_batches`` with a callable class,
   ``ActorPoolStrategy(size=actors)``; one GPU each on a cluster with GPUs, one actor per GPU by default;
-  else one CPU slot each, with the engine's threads set to match); every actor builds its own ``ModelService`` from
+  else one CPU slot each; the engine's threads are CPU_THREADS); every actor builds its own ``ModelService`` from
   ``Settings.from_env()`` and loads and warms the model up once in ``__init__`` (on the first
   speech utterance, as the local backend does), so the load stays out of RTFx;
 - scoring happens once at the end, on the driver, through ``explorer.evaluate``'s own code.
@@ -34,8 +34,10 @@ Models are run one after another, each in its own pipeline; decoding is repeated
 than holding a whole dataset's decoded audio in the object store.
 
 Ray is imported only inside this module's functions: the app and the local backend never load it.
-CTranslate2's thread count (faster-whisper's ``cpu_threads``) is not set by the engine; it falls
-back to ``OMP_NUM_THREADS``, which Ray sets to each actor's ``num_cpus`` (1).
+The engines' thread count is ``CPU_THREADS``, the driver's value (its default resolved on the
+driver), not ``OMP_NUM_THREADS``, which Ray sets to each actor's ``num_cpus`` (1): an actor runs
+the same computation as the local backend, and each row's ``environment`` says so. Ray's
+``num_cpus`` per actor stays what schedules the actors.
 """
 
 from __future__ import annotations
@@ -71,9 +73,9 @@ class RayEvaluation:
     rows: pd.DataFrame  # explorer.evaluate's per-utterance columns, plus node_id
     wall_seconds: dict[str, float]  # per model: its whole run, start to last row
 
-    def summary(self, language: Optional[str] = "en") -> pd.DataFrame:
+    def summary(self, language: Optional[str] = "en", price_per_hour: Optional[float] = None) -> pd.DataFrame:
         """``evaluate.summarize`` of the rows, plus ``throughput_rtfx`` (speech audio / wall s)."""
-        frame = summarize(self.rows.drop(columns=["node_id"]), language)
+        frame = summarize(self.rows.drop(columns=["node_id"]), language, price_per_hour)
         if len(frame):
             wall = frame["model"].map(self.wall_seconds)
             frame["wall_seconds"] = wall
@@ -144,25 +146,28 @@ class Transcriber:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from explorer.service import ModelError
 
-        hypotheses, audio_seconds, processing, errors = [], [], [], []
+        hypotheses, audio_seconds, processing, errors, environments = [], [], [], [], []
         for samples, error in zip(batch["samples"], batch["error"]):
-            text, seconds, duration = "", 0.0, 0.0
+            text, seconds, duration, env = "", 0.0, 0.0, ""
             if not error:
                 audio = Audio(np.frombuffer(samples, dtype=np.float32))
                 try:
                     t = self.service.transcribe(self.key, audio, self.options)
                     text, seconds, duration = t.text, t.metrics.processing_seconds, audio.duration
+                    env = t.environment.label() if t.environment else ""
                 except (AudioError, ModelError, ValueError) as exc:
                     error = str(exc)
                 except Exception as exc:  # e.g. CUDA out of memory: a failed row, not a "lost" one
                     error = f"{type(exc).__name__}: {exc}"
             hypotheses.append(text), processing.append(seconds), audio_seconds.append(duration), errors.append(error)
+            environments.append(env)
         return {
             **{k: batch[k] for k in ("index", "id", "reference", "kind")},
             "hypothesis": np.array(hypotheses, dtype=object),
             "audio_seconds": np.array(audio_seconds, dtype=np.float64),
             "processing_seconds": np.array(processing, dtype=np.float64),
             "error": np.array(errors, dtype=object),
+            "environment": np.array(environments, dtype=object),
             "node_id": np.array([self.node_id] * len(errors), dtype=object),
         }
 
@@ -175,7 +180,11 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None, **kwa
     same image); the models likewise under MODELS_DIR."""
     import ray
 
+    from explorer.config import all_cores
+
     env = {name: os.environ[name] for name in WORKER_ENV if os.environ.get(name)}
+    # The driver's thread count, resolved here: an actor's own default could differ (another node).
+    env["CPU_THREADS"] = os.environ.get("CPU_THREADS") or str(all_cores())
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     with _CONNECTING:  # two evaluations starting at once (the Evaluate tab) must not both init
@@ -194,8 +203,8 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None, **kwa
 @dataclass(frozen=True)
 class ActorPool:
     """A model's transcription actors: each holds `gpus` GPUs (so Ray sets its CUDA_VISIBLE_DEVICES
-    and the engine picks CUDA) or none, and one CPU (Ray sets OMP_NUM_THREADS to it, which is
-    CTranslate2's thread count)."""
+    and the engine picks CUDA) or none, and one CPU slot for scheduling (the engine's threads are
+    CPU_THREADS, whatever Ray sets OMP_NUM_THREADS to)."""
 
     actors: int
     gpus: float
@@ -282,7 +291,7 @@ def iter_evaluate_on_ray(
                 result = _failure(key, utt, str(row["error"]))
             else:
                 result = _result(key, utt, str(row["hypothesis"]), float(row["audio_seconds"]),
-                                 float(row["processing_seconds"]), language)  # fmt: skip
+                                 float(row["processing_seconds"]), language, str(row["environment"]))  # fmt: skip
             yield RayRow(index, result, str(row["node_id"]), time.perf_counter() - start)
         for index in sorted(set(range(len(items))) - returned):
             yield RayRow(index, _failure(key, utterances[index], LOST), "", time.perf_counter() - start)

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Literal, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from explorer import probe
+from explorer import metrics, probe
 from explorer.audio import Audio, AudioError, load_audio
 from explorer.scoring import normalize, score
 from explorer.service import ModelError, ModelService
@@ -235,15 +235,17 @@ class UtteranceResult:
     audio_seconds: float
     processing_seconds: float
     error: str = ""  # why this utterance failed; empty when it did not
+    environment: str = ""  # RunEnvironment.label() of the run that transcribed it
 
 
-def _result(key: str, utt: Utterance, text: str, audio_seconds: float, seconds: float, language) -> UtteranceResult:
+def _result(key: str, utt: Utterance, text: str, audio_seconds: float, seconds: float, language,
+            environment: str = "") -> UtteranceResult:  # fmt: skip
     s = score(utt.reference, text, language)
     return UtteranceResult(
         key, utt.id, utt.kind, utt.reference, text,
         s.wer if utt.kind == "speech" else None,
         s.substitutions, s.deletions, s.insertions, s.reference_words,
-        len(normalize(text, language).split()), audio_seconds, seconds,
+        len(normalize(text, language).split()), audio_seconds, seconds, environment=environment,
     )  # fmt: skip
 
 
@@ -279,7 +281,8 @@ def iter_evaluate(
             except (AudioError, ModelError, ValueError) as exc:
                 yield _failure(key, utt, str(exc))
                 continue
-            yield _result(key, utt, t.text, audio.duration, t.metrics.processing_seconds, language)
+            env = t.environment.label() if t.environment else ""
+            yield _result(key, utt, t.text, audio.duration, t.metrics.processing_seconds, language, env)
 
 
 def evaluate(
@@ -305,10 +308,11 @@ def rows_frame(results: Sequence[UtteranceResult]) -> pd.DataFrame:
 
 
 # -- summarising ----------------------------------------------------------------------------------
-def summarize(rows: pd.DataFrame, language: Optional[str] = "en") -> pd.DataFrame:
+def summarize(rows: pd.DataFrame, language: Optional[str] = "en", price_per_hour: Optional[float] = None) -> pd.DataFrame:
     """Per model: corpus WER/CER over speech (total errors / total reference words), counts, RTFx
-    (total audio / total processing, as the Open ASR Leaderboard defines it), failures, and the
-    robustness probe's hallucinated words per minute of non-speech audio."""
+    (total audio / total processing, as the Open ASR Leaderboard defines it), the cost per hour of
+    audio at `price_per_hour` (DEVICE_PRICE_PER_HOUR), failures, the robustness probe's
+    hallucinated words per minute of non-speech audio, and the run environment(s)."""
     summary = []
     for key, group in rows.groupby("model", sort=False):
         ok = group[group["error"].fillna("") == ""]
@@ -329,17 +333,73 @@ def summarize(rows: pd.DataFrame, language: Optional[str] = "en") -> pd.DataFram
                 "failed": len(group) - len(ok),
                 "audio_seconds": audio,
                 "processing_seconds": processing,
-                "rtfx": audio / processing if processing > 0 else None,
+                "rtfx": metrics.rtfx(audio, processing),
+                "cost_per_audio_hour": metrics.cost_per_audio_hour(price_per_hour, metrics.rtfx(audio, processing)),
                 "non_speech_seconds": quiet,
                 "hallucinated_words": int(non_speech["hypothesis_words"].sum()),
                 "hallucinations_per_minute": probe.words_per_minute(int(non_speech["hypothesis_words"].sum()), quiet)
                 if len(non_speech)
                 else None,
                 "normalizer": s.normalizer if s else None,
+                # Several only if the model's rows ran in different environments: then they are
+                # not one computation, and the summary says so rather than hide it.
+                "environment": " | ".join(sorted(set(ok["environment"].fillna("")) - {""})) if "environment" in ok else "",
             }
         )
     frame = pd.DataFrame(summary)
     return frame.sort_values("wer", kind="stable", na_position="last").reset_index(drop=True) if len(frame) else frame
+
+
+# -- comparing two runs ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunDifference:
+    """Two evaluations of the same (model, utterance) pairs side by side: whether they ran in the
+    same environment, which hypotheses differ, and each run's corpus WER per model. Runs in
+    different environments (another thread count, CPU or library) are different computations:
+    their differences are reported, never hidden."""
+
+    environments: tuple[tuple[str, ...], tuple[str, ...]]  # the distinct environments of each run
+    pairs: int  # (model, utterance) pairs transcribed in both
+    changed: tuple[tuple[str, str], ...]  # (model, id) whose hypotheses differ
+    wer: dict[str, tuple[Optional[float], Optional[float]]]  # per model: (first, second)
+
+    @property
+    def same_environment(self) -> bool:
+        return self.environments[0] == self.environments[1]
+
+    def report(self) -> str:
+        lines = [
+            "same run environment" if self.same_environment else "different run environments:",
+            *([] if self.same_environment else [f"  first:  {' | '.join(self.environments[0])}",
+                                                 f"  second: {' | '.join(self.environments[1])}"]),
+            f"{len(self.changed)} of {self.pairs} utterances changed",
+            *(f"  {model} {utt}" for model, utt in self.changed),
+        ]  # fmt: skip
+        for model, (a, b) in self.wer.items():
+            show = lambda w: "n/a" if w is None else f"{w:.2%}"  # noqa: E731
+            lines.append(f"WER {model}: {show(a)} → {show(b)}")
+        return "\n".join(lines)
+
+
+def compare_runs(first: pd.DataFrame, second: pd.DataFrame, language: Optional[str] = "en") -> RunDifference:
+    """What differs between two evaluations' rows (evaluate's, the Ray backend's, or reloaded
+    ones), over the (model, id) pairs that succeeded in both."""
+    keys = ["model", "id"]
+    ok = lambda rows: rows[rows["error"].fillna("") == ""]  # noqa: E731
+    both = ok(first).merge(ok(second), on=keys, suffixes=("_a", "_b"))
+    changed = both[both["hypothesis_a"] != both["hypothesis_b"]]
+    wer: dict[str, tuple[Optional[float], Optional[float]]] = {}
+    for model, group in both[both["kind_a"] == "speech"].groupby("model", sort=False):
+        refs = list(group["reference_a"])
+        wer[model] = (score(refs, list(group["hypothesis_a"]), language).wer, score(refs, list(group["hypothesis_b"]), language).wer)
+    environments = tuple(tuple(sorted(set(rows.get("environment", pd.Series(dtype=object)).fillna("")) - {""}))
+                         for rows in (ok(first), ok(second)))  # fmt: skip
+    return RunDifference(
+        environments=environments,  # type: ignore[arg-type]
+        pairs=len(both),
+        changed=tuple(zip(changed["model"], changed["id"])),
+        wer=wer,
+    )
 
 
 # -- saving and reloading --------------------------------------------------------------------------
@@ -381,6 +441,8 @@ def load_results(path: Union[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame, di
         if isinstance(exc, DatasetError):
             raise
         raise DatasetError(f"{path.name}: not saved evaluation results ({type(exc).__name__}: {exc})") from None
+    if "environment" not in rows.columns:  # saved before results recorded their run environment
+        rows["environment"] = ""
     missing = [c for c in UtteranceResult.__dataclass_fields__ if c not in rows.columns]
     if missing:
         raise DatasetError(f"{path.name}: not saved evaluation results (missing columns {', '.join(missing)})")

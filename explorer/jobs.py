@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from explorer.config import DEFAULT_LEASE_SECONDS, store_kind
-from explorer.types import SAMPLE_RATE, Metrics, Segment, TranscribeOptions, Transcription, Word
+from explorer.types import SAMPLE_RATE, Metrics, RunEnvironment, Segment, TranscribeOptions, Transcription, Word
 
 Status = Literal["queued", "processing", "completed", "failed", "cancelled"]
 STATUSES: tuple[Status, ...] = ("queued", "processing", "completed", "failed", "cancelled")
@@ -164,6 +164,7 @@ def _result(text: Optional[str]) -> Optional[Transcription]:
         options=TranscribeOptions(**d["options"]),
         metrics=Metrics(**d["metrics"]),
         warnings=tuple(d.get("warnings", ())),
+        environment=RunEnvironment.from_dict(d["environment"]) if d.get("environment") else None,
     )
 
 

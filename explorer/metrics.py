@@ -3,8 +3,11 @@
 All times are seconds from the request start (after the model is loaded):
 - TTFT: time of the first emitted token (or segment, for segment-level engines);
 - ITL: mean gap between successive emissions of that unit;
-- RTFx: audio seconds / processing seconds (as open_asr_leaderboard defines it).
-Model load time is measured separately and never included in these.
+- RTFx: audio seconds / processing seconds (as open_asr_leaderboard defines it);
+- cost per hour of audio: the hardware's price per hour / RTFx.
+Model load time is measured separately and never included in these. The times are taken where
+the engine produces each emission (explorer.service), not where a reader consumes it, so a slow
+reader (a UI posting each update) does not inflate them.
 """
 
 from __future__ import annotations
@@ -37,18 +40,29 @@ def compute(
     processing_seconds: float,
     load_seconds: float = 0.0,
     batch_size: int = 1,
+    streamed: bool = True,
 ) -> Metrics:
+    """A run's metrics; an unstreamed run (all emissions at the end) has no TTFT or ITL."""
     return Metrics(
         audio_seconds=audio_seconds,
         load_seconds=load_seconds,
         processing_seconds=processing_seconds,
-        ttft_seconds=ttft(times),
-        itl_seconds=itl(times),
+        ttft_seconds=ttft(times) if streamed else None,
+        itl_seconds=itl(times) if streamed else None,
         itl_unit=unit,
         emissions=len(times),
         rtfx=rtfx(audio_seconds, processing_seconds),
         batch_size=batch_size,
+        streamed=streamed,
     )
+
+
+def cost_per_audio_hour(price_per_hour: Optional[float], rtfx_value: Optional[float]) -> Optional[float]:
+    """What transcribing one hour of audio costs on hardware billed `price_per_hour`: at RTFx r an
+    hour of audio takes 1/r hours of the machine."""
+    if price_per_hour is None or not rtfx_value or rtfx_value <= 0:
+        return None
+    return price_per_hour / rtfx_value
 
 
 def batch_shares(audio_seconds: Sequence[float], batch_seconds: float) -> list[float]:

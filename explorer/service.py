@@ -2,12 +2,19 @@
 
 ``ModelService.stream`` runs a model on normalised audio and yields an ``Update`` per emission,
 the last one carrying the ``Transcription`` whose metrics come from ``explorer.metrics``.
+
+Emission times belong to the producer: the engine runs in a thread of its own (``TimedRun``),
+which stamps each emission with the clock as the engine yields it and stamps the engine's end,
+so the time a reader spends on each update (a Gradio handler posting it) is never billed to
+TTFT, ITL, processing or RTFx.
 """
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import logging
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -17,11 +24,11 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from explorer import catalog, metrics, vad
+from explorer import catalog, environment, metrics, vad
 from explorer.audio import Audio
 from explorer.config import Settings
 from explorer.engines import Engine, LanguageInfo, Runtime, load_engine
-from explorer.types import Emission, Segment, Token, TranscribeOptions, Transcription
+from explorer.types import Emission, RunEnvironment, Segment, Token, TranscribeOptions, Transcription
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,7 @@ class LoadedModel:
     engine: Engine
     device: str
     load_seconds: float
+    environment: RunEnvironment
     in_use: int = 0
     runs: int = 0
     loaded_at: float = field(default_factory=time.time)
@@ -98,6 +106,60 @@ try:  # On a ZeroGPU Space this borrows a GPU for the call; elsewhere spaces.GPU
     _run_engine_batch = spaces.GPU(_run_engine_batch)
 except ImportError:  # pragma: no cover - spaces is in requirements.txt
     pass
+
+
+class TimedRun:
+    """Runs an engine's emission iterator in a thread of its own and hands each item over with
+    the clock reading taken when the engine produced it (``perf_counter`` seconds); ``ended`` is
+    the reading when the engine finished. The engine never waits for the reader.
+
+    Leaving the ``with`` block early (the reader went away) asks the engine to stop at its next
+    emission, closes its iterator in its own thread (which cancels a transformers generation) and
+    waits for that, so the model is never released while it still runs.
+    """
+
+    _END = object()
+
+    def __init__(self, items: Iterator) -> None:
+        self._items = items
+        self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._stop = threading.Event()
+        # A copy of the caller's context: ZeroGPU's spaces.GPU finds the Gradio request in it.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._drain,), name="explorer-engine", daemon=True)
+        self.ended: Optional[float] = None
+
+    def _drain(self) -> None:
+        try:
+            for item in self._items:
+                self._queue.put((item, time.perf_counter()))
+                if self._stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the reader, which re-raises it
+            self._queue.put((exc, time.perf_counter()))
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+            self._queue.put((self._END, time.perf_counter()))
+
+    def __enter__(self) -> "TimedRun":
+        self._thread.start()
+        return self
+
+    def __iter__(self) -> Iterator[tuple[object, float]]:
+        while self.ended is None:
+            item, stamp = self._queue.get()
+            if item is self._END:
+                self.ended = stamp
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item, stamp
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def resolve_device(setting: str, engine: str) -> str:
@@ -233,6 +295,7 @@ class ModelService:
             compute_type=self.settings.compute_type,
             token=self.settings.hf_token,
             trust_remote_code=spec.trust_remote_code and spec.hub_repo in self.settings.remote_code_allowlist,
+            cpu_threads=self.settings.cpu_threads,
         )
         with self._lock:
             self._evict(reserve_gpu=device == "cuda")
@@ -250,7 +313,8 @@ class ModelService:
             log.exception("loading %s failed", spec.key)
             raise ModelError(f"{spec.name} failed to load: {reason}") from exc
         self.failed.pop(spec.key, None)
-        return LoadedModel(spec.key, engine, device, time.perf_counter() - start)
+        env = environment.describe(spec.engine, device, engine.compute_type, runtime.cpu_threads)
+        return LoadedModel(spec.key, engine, device, time.perf_counter() - start, env)
 
     def _claim(self, key: str) -> Optional[LoadedModel]:
         """Mark a cached model in use (call holding _lock): found and claimed in one step, so an
@@ -338,30 +402,33 @@ class ModelService:
             else:
                 items = _run_engine(engine, audio.samples, options)
 
-            for item in items:
-                elapsed = time.perf_counter() - start
-                if isinstance(item, LanguageInfo):
-                    language = options.language or item.code
-                    continue
-                if isinstance(item, Segment):
-                    segments.append(item)
-                else:
-                    tokens.append(item.text)
-                if (engine.emits == "token") == isinstance(item, Token):
-                    times.append(elapsed)
-                # Token engines' tokens add up to their segments' text, and arrive first.
-                text = "".join(tokens) if engine.emits == "token" else "".join(s.text for s in segments)
-                yield Update(text.strip(), elapsed, item)
-
-            processing = time.perf_counter() - start
+            with TimedRun(items) as run:
+                for item, stamp in run:
+                    elapsed = stamp - start
+                    if isinstance(item, LanguageInfo):
+                        language = options.language or item.code
+                        continue
+                    if isinstance(item, Segment):
+                        segments.append(item)
+                    else:
+                        tokens.append(item.text)
+                    if (engine.emits == "token") == isinstance(item, Token):
+                        times.append(elapsed)
+                    # Token engines' tokens add up to their segments' text, and arrive first.
+                    text = "".join(tokens) if engine.emits == "token" else "".join(s.text for s in segments)
+                    yield Update(text.strip(), elapsed, item)
+            processing = run.ended - start
+            streamed = options.beam_size == 1 or engine.streams_beam_search
+            env = model.environment
         result = Transcription(
             model=key,
             text="".join(s.text for s in segments).strip(),
             segments=tuple(segments),
             language=language,
             options=options,
-            metrics=metrics.compute(times, engine.emits, audio.duration, processing, load_seconds),
+            metrics=metrics.compute(times, engine.emits, audio.duration, processing, load_seconds, streamed=streamed),
             warnings=tuple(warnings),
+            environment=env,
         )
         yield Update(result.text, processing, None, result)
 
@@ -412,6 +479,7 @@ class ModelService:
                             options=options,
                             metrics=metrics.compute([], "segment", audios[i].duration, share, load_seconds, len(together)),
                             warnings=tuple(audios[i].warnings) + tuple(warnings),
+                            environment=model.environment,
                         )
                         load_seconds = 0.0  # counted once, on the first file
         for i, audio in enumerate(audios):  # the slot is free again: one by one, like any request

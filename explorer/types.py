@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal, Optional, Union
 
 SAMPLE_RATE = 16_000
@@ -57,6 +57,38 @@ class TranscribeOptions:
 
 
 @dataclass(frozen=True)
+class RunEnvironment:
+    """How and where one result was computed (see explorer.environment): results are the same
+    computation only where these are equal."""
+
+    engine: str  # the catalog's engine name
+    libraries: str  # e.g. "faster-whisper 1.2.1, ctranslate2 4.8.5"
+    device: str  # cpu | cuda
+    compute_type: str  # int8, float16, float32, bfloat16, q8 ...
+    threads: int  # CPU threads of the engine's kernels
+    cpu: str
+    isa: str  # the kernel-selecting flags present, space-separated
+    gpu: Optional[str] = None
+
+    def label(self) -> str:
+        """One line for a details row."""
+        where = self.gpu if self.device == "cuda" and self.gpu else f"{self.cpu} ({self.isa or 'baseline ISA'})"
+        return f"{self.libraries} · {self.device} {self.compute_type} · {self.threads} threads · {where}"
+
+    def differences(self, other: "RunEnvironment") -> list[str]:
+        """The fields in which two environments differ, as "field: a ≠ b"."""
+        return [
+            f"{f.name}: {getattr(self, f.name)} ≠ {getattr(other, f.name)}"
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunEnvironment":
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
 class Metrics:
     """Timing of one run; see explorer.metrics for the definitions."""
 
@@ -71,6 +103,9 @@ class Metrics:
     # Files decoded together in one batched model call (batch jobs); processing_seconds is then
     # this file's share of the call by audio duration, and there are no per-emission times.
     batch_size: int = 1
+    # False when the engine produced everything at the end (transformers' beam search cannot
+    # stream): TTFT and ITL are then None, not figures that would look like streaming.
+    streamed: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,6 +119,7 @@ class Transcription:
     options: TranscribeOptions
     metrics: Metrics
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    environment: Optional[RunEnvironment] = None
 
     def to_dict(self) -> dict:
         return asdict(self)

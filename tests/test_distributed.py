@@ -133,14 +133,23 @@ def ray_cluster(models_dir):
 
 
 def test_ray_and_in_process_give_the_same_hypotheses_and_wer(ray_cluster, clips, service):
+    """The same computation on both backends: the actors run at the driver's CPU_THREADS (not
+    the OMP_NUM_THREADS=1 Ray gives them), so both run environments are equal, and only then
+    are the words compared. A difference in environment is reported, not compared away."""
     from explorer.distributed import evaluate_on_ray
+    from explorer.evaluate import compare_runs
 
     utterances = [Utterance(c.path.stem, c.path, c.reference) for c in clips]
     local = evaluate(service, [MODEL], utterances, OPTIONS)
     run = evaluate_on_ray([MODEL], utterances, OPTIONS, actors=1)
+    diff = compare_runs(local, run.rows)
+    assert diff.same_environment, diff.report()
+    (environment,) = diff.environments[0]
+    assert f"· {service.settings.cpu_threads} threads ·" in environment
     columns = ["model", "id", "kind", "reference", "hypothesis", "wer", "substitutions", "deletions", "insertions",
-               "reference_words", "hypothesis_words", "audio_seconds", "error"]  # fmt: skip
+               "reference_words", "hypothesis_words", "audio_seconds", "error", "environment"]  # fmt: skip
     pd.testing.assert_frame_equal(run.rows[columns], local[columns])
+    assert diff.changed == () and diff.pairs == 5
     assert run.rows["node_id"].eq(ray.get_runtime_context().get_node_id()).all()
     summary, expected = run.summary().iloc[0], summarize(local).iloc[0]
     assert summary["wer"] == expected["wer"] and summary["reference_words"] == 71

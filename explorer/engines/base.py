@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Literal, Optional, Protocol, Union
 
 import numpy as np
 
+from explorer.config import all_cores
 from explorer.types import Emission, TranscribeOptions
 
 
@@ -26,6 +27,9 @@ class Runtime:
     compute_type: Optional[str] = None  # faster-whisper: int8 / float16 / float32 ...
     token: Optional[str] = None  # Hugging Face token, for gated repos
     trust_remote_code: bool = False
+    # Threads of the CPU kernels (CTranslate2's cpu_threads, onnxruntime's intra-op threads,
+    # torch's): an explicit number, since outputs can depend on it (Settings.cpu_threads).
+    cpu_threads: int = field(default_factory=all_cores)
 
 
 class Engine(Protocol):
@@ -34,6 +38,11 @@ class Engine(Protocol):
     # True when the engine skips non-speech itself under options.vad_filter (faster-whisper's
     # Silero VAD); otherwise the service gates silent audio before calling it.
     filters_non_speech: bool
+    # The precision the weights run at (int8, float16, float32, bfloat16, q8 ...), for the record.
+    compute_type: str
+    # False when beam search (beam_size > 1) produces every emission only at the end
+    # (transformers cannot stream beams): the service then reports no TTFT/ITL for such runs.
+    streams_beam_search: bool
 
     def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions

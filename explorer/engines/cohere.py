@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterator, Union
 import numpy as np
 
 from explorer.engines.base import LanguageInfo, Runtime
-from explorer.engines.streaming import free_memory
+from explorer.engines.streaming import free_memory, set_torch_threads, torch_dtype_name
 from explorer.types import SAMPLE_RATE, Emission, Segment, TranscribeOptions
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ def load(spec: "ModelSpec", weights: str, runtime: Runtime) -> "CohereEngine":
         )
     from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
+    set_torch_threads(runtime.cpu_threads)
     device = "cuda" if runtime.device == "cuda" else "cpu"
     processor = AutoProcessor.from_pretrained(weights, trust_remote_code=True, token=runtime.token)
     # float32 as in the card: its transcribe() moves the features to the device without casting
@@ -56,9 +57,11 @@ def load(spec: "ModelSpec", weights: str, runtime: Runtime) -> "CohereEngine":
 class CohereEngine:
     emits = "segment"
     filters_non_speech = False
+    streams_beam_search = True  # beam_size is ignored: its one segment is the same either way
 
     def __init__(self, spec: "ModelSpec", model, processor, device: str) -> None:
         self.spec = spec
+        self.compute_type = torch_dtype_name(model)
         self.model = model
         self.processor = processor
         self.device = device

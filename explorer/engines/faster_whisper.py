@@ -14,10 +14,12 @@ class FasterWhisperEngine:
     # faster-whisper's public API yields whole segments, so timing is per segment.
     emits = "segment"
     filters_non_speech = True  # its own Silero VAD, under vad_filter
+    streams_beam_search = True  # segments come out of its generator as they are decoded, beams or not
 
-    def __init__(self, model, english_only: bool):
+    def __init__(self, model, english_only: bool, compute_type: str):
         self.model = model
         self.english_only = english_only
+        self.compute_type = compute_type
 
     def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions
@@ -90,5 +92,7 @@ def load(spec, weights: str, runtime: Runtime) -> FasterWhisperEngine:
     from faster_whisper import WhisperModel
 
     compute_type = runtime.compute_type or ("float16" if runtime.device == "cuda" else "int8")
-    model = WhisperModel(weights, device=runtime.device, compute_type=compute_type)
-    return FasterWhisperEngine(model, english_only=not spec.multilingual)
+    # cpu_threads given explicitly: left at 0, CTranslate2 takes OMP_NUM_THREADS (which Ray sets
+    # to an actor's CPU count), and its words can change with the thread count.
+    model = WhisperModel(weights, device=runtime.device, compute_type=compute_type, cpu_threads=runtime.cpu_threads)
+    return FasterWhisperEngine(model, english_only=not spec.multilingual, compute_type=compute_type)

@@ -29,7 +29,9 @@ from explorer.engines.streaming import (
     GenerationThread,
     IncrementalDecoder,
     free_memory,
+    set_torch_threads,
     torch_device_dtype,
+    torch_dtype_name,
 )
 from explorer.types import SAMPLE_RATE, Emission, Segment, Token, TranscribeOptions
 
@@ -49,6 +51,7 @@ def load(spec: "ModelSpec", weights: str, runtime: Runtime) -> "GraniteEngine":
 
     from transformers import AutoProcessor, GraniteSpeechForConditionalGeneration
 
+    set_torch_threads(runtime.cpu_threads)
     device, dtype = torch_device_dtype(runtime.device, "bfloat16")
     try:
         processor = AutoProcessor.from_pretrained(weights, token=runtime.token)
@@ -85,9 +88,11 @@ def split_points(audio: np.ndarray) -> list[tuple[int, int]]:
 class GraniteEngine:
     emits = "token"
     filters_non_speech = False
+    streams_beam_search = False  # beam search runs without a streamer: its tokens come at the end
 
     def __init__(self, spec: "ModelSpec", model, processor, device: str) -> None:
         self.spec = spec
+        self.compute_type = torch_dtype_name(model)
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer

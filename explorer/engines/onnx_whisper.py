@@ -65,7 +65,7 @@ def providers_for(device: str) -> tuple[list[str], str]:
     return ["CPUExecutionProvider"], "cpu"
 
 
-def load_ort_whisper(folder: Path, dtype: str, providers: list[str]):
+def load_ort_whisper(folder: Path, dtype: str, providers: list[str], threads: int = 0):
     """optimum's ``ORTModelForWhisper`` on the given graphs.
 
     Built from its sessions rather than ``ORTModelForSpeechSeq2Seq.from_pretrained``: in
@@ -89,7 +89,12 @@ def load_ort_whisper(folder: Path, dtype: str, providers: list[str]):
     generation_config = GenerationConfig.from_pretrained(folder)
     generation_config.use_cache = True
 
-    sessions = [onnxruntime.InferenceSession(str(p), providers=providers) for p in (encoder_path, decoder_path)]
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: onnxruntime's default (all physical cores)
+    options.inter_op_num_threads = 1  # the graphs run sequentially; parallelism is intra-op
+    sessions = [
+        onnxruntime.InferenceSession(str(p), options, providers=providers) for p in (encoder_path, decoder_path)
+    ]
     return ORTModelForWhisper(
         config=config,
         encoder_session=sessions[0],
@@ -106,9 +111,9 @@ def load(spec: "ModelSpec", weights: str, runtime: Runtime) -> "WhisperEngine":
 
     folder = Path(weights)
     providers, device = providers_for(runtime.device)
-    model = load_ort_whisper(folder, dtype_of(spec), providers)
+    model = load_ort_whisper(folder, dtype_of(spec), providers, runtime.cpu_threads)
     processor = AutoProcessor.from_pretrained(folder)
-    return WhisperEngine(spec, model, processor, device)
+    return WhisperEngine(spec, model, processor, device, compute_type=dtype_of(spec))
 
 
 __all__ = ["dtype_of", "load", "load_ort_whisper", "model_files", "providers_for"]

@@ -31,7 +31,9 @@ from explorer.engines.streaming import (
     GenerationThread,
     IncrementalDecoder,
     free_memory,
+    set_torch_threads,
     torch_device_dtype,
+    torch_dtype_name,
 )
 from explorer.types import SAMPLE_RATE, Emission, Segment, Token, TranscribeOptions
 
@@ -97,6 +99,7 @@ def language_code(name: str) -> Optional[str]:
 def load(spec: "ModelSpec", weights: str, runtime: Runtime) -> "QwenEngine":
     from qwen_asr import Qwen3ASRModel
 
+    set_torch_threads(runtime.cpu_threads)
     device, dtype = torch_device_dtype(runtime.device, "bfloat16")
     kwargs: dict = {"dtype": dtype, "token": runtime.token}
     if device == "cuda":
@@ -143,9 +146,11 @@ class _HeaderAndText:
 class QwenEngine:
     emits = "token"
     filters_non_speech = False
+    streams_beam_search = False  # beam search runs without a streamer: its tokens come at the end
 
     def __init__(self, spec: "ModelSpec", asr, device: str) -> None:
         self.spec = spec
+        self.compute_type = torch_dtype_name(asr.model)
         self.asr = asr
         self.device = device
 

@@ -243,6 +243,20 @@ def torch_device_dtype(device: str, half: str = "float16"):
     return "cpu", torch.float32
 
 
+def torch_dtype_name(model) -> str:
+    """A torch model's precision as a plain name ("float32", "bfloat16" ...)."""
+    return str(model.dtype).removeprefix("torch.")
+
+
+def set_torch_threads(threads: int) -> None:
+    """torch's intra-op threads for the CPU kernels. Process-wide in torch: every torch engine
+    sets the one value from the settings, so they all run at the thread count they report."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def free_memory(device: Optional[str]) -> None:
     """After dropping references to a model: collect and release cached GPU memory."""
     import gc
@@ -264,5 +278,7 @@ __all__ = [
     "THREAD_NAME",
     "clamp_span",
     "free_memory",
+    "set_torch_threads",
     "torch_device_dtype",
+    "torch_dtype_name",
 ]

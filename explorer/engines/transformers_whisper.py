@@ -36,7 +36,9 @@ from explorer.engines.streaming import (
     IncrementalDecoder,
     clamp_span,
     free_memory,
+    set_torch_threads,
     torch_device_dtype,
+    torch_dtype_name,
 )
 from explorer.types import SAMPLE_RATE, Emission, Segment, Token, TranscribeOptions
 
@@ -50,6 +52,7 @@ MAX_STALLED_WINDOWS = 2  # long-form windows in a row that do not advance before
 def load(spec: "ModelSpec", weights: str, runtime: Runtime) -> "WhisperEngine":
     from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
+    set_torch_threads(runtime.cpu_threads)
     device, dtype = torch_device_dtype(runtime.device, "float16")
     processor = AutoProcessor.from_pretrained(weights, token=runtime.token)
     model = AutoModelForSpeechSeq2Seq.from_pretrained(weights, token=runtime.token, dtype=dtype)
@@ -81,9 +84,11 @@ def _complete_generation_config(model, tokenizer, multilingual: bool) -> None:
 class WhisperEngine:
     emits = "token"
     filters_non_speech = False
+    streams_beam_search = False  # beam search runs without a streamer: its tokens come at the end
 
-    def __init__(self, spec: "ModelSpec", model, processor, device: str) -> None:
+    def __init__(self, spec: "ModelSpec", model, processor, device: str, compute_type: Optional[str] = None) -> None:
         self.spec = spec
+        self.compute_type = compute_type or torch_dtype_name(model)
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer

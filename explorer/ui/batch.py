@@ -19,7 +19,7 @@ from explorer.jobs import Job, WorkerInfo
 from explorer.service import ModelService
 from explorer.ui.transcribe import language_choices, make_options, model_choices
 
-TABLE_COLUMNS = ["file", "status", "model", "audio_seconds", "rtfx", "seconds", "batch_size", "error", "id"]
+TABLE_COLUMNS = ["file", "status", "model", "audio_seconds", "rtfx", "seconds", "batch_size", "error", "id", "environment"]
 WORKER_COLUMNS = ["worker", "host", "pid", "models_loaded", "jobs_done", "running", "up_seconds", "seen_seconds_ago"]
 WATCH_SECONDS = 0.5
 EMPTY_TABLE = pd.DataFrame(columns=TABLE_COLUMNS)

@@ -27,12 +27,14 @@ DEFAULT_MODELS = ("faster-whisper/tiny.en", "faster-whisper/base")
 LANGUAGES = [AUTO, "en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "uk", "zh", "ja", "ko", "ar", "hi", "tr"]
 TABLE_COLUMNS = [
     "model", "against", "wer", "cer", "substitutions", "deletions", "insertions", "rtfx",
-    "ttft_seconds", "itl_seconds", "processing_seconds", "load_seconds", "audio_seconds", "normalizer", "text",
+    "ttft_seconds", "itl_seconds", "processing_seconds", "load_seconds", "audio_seconds", "cost_per_audio_hour",
+    "normalizer", "text", "environment",
 ]  # fmt: skip
 # Short display names keep the table narrow; the exports keep the full column names.
 TABLE_HEADERS = {
     "substitutions": "sub", "deletions": "del", "insertions": "ins", "ttft_seconds": "ttft s", "itl_seconds": "itl s",
     "processing_seconds": "processing s", "load_seconds": "load s", "audio_seconds": "audio s",
+    "cost_per_audio_hour": "$ / audio h", "environment": "run on",
 }  # fmt: skip
 PLOT_COLUMNS = ["model", "rtfx", "wer"]
 EMPTY_TABLE = pd.DataFrame(columns=[TABLE_HEADERS.get(c, c) for c in TABLE_COLUMNS])
@@ -162,7 +164,8 @@ def write_exports(c: Comparison) -> list[str]:
     return [str(csv), str(js)]
 
 
-def summary(request: Optional[Request], reference: str, against: Optional[str], results: Sequence[Optional[Transcription]]):
+def summary(request: Optional[Request], reference: str, against: Optional[str], results: Sequence[Optional[Transcription]],
+            price_per_hour: Optional[float] = None):  # fmt: skip
     """The comparison of the finished slots, and a note while the chosen pivot model has no result."""
     done = [r for r in results if r is not None]
     options = request.options if request else None
@@ -170,7 +173,7 @@ def summary(request: Optional[Request], reference: str, against: Optional[str], 
     if against not in (None, "", REFERENCE) and against not in {r.model for r in done}:
         waiting = f"⏳ No result from {html.escape(against)} (yet): scores against it show once it has one."
         against = None
-    return compare(done, reference, options.language if options else None, against, options), waiting
+    return compare(done, reference, options.language if options else None, against, options, price_per_hour), waiting
 
 
 # -- the tab --------------------------------------------------------------------------------------
@@ -263,7 +266,7 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
                         yield {
                             slot.transcript: t.text,
                             slot.status: warnings_markdown(t.warnings),
-                            slot.cards: metric_cards(t),
+                            slot.cards: metric_cards(t, settings.device_price_per_hour),
                             slot.result: t,
                         }
             except USER_ERRORS as exc:
@@ -272,7 +275,7 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
         return run
 
     def summarise(request, reference, against, *results):
-        c, waiting = summary(request, reference, against, results)
+        c, waiting = summary(request, reference, against, results, settings.device_price_per_hour)
         return {
             table: table_frame(c),
             pending: waiting,
@@ -309,7 +312,7 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
                 results.append(service.transcribe(key, decoded, options))
             except USER_ERRORS as exc:
                 raise gr.Error(f"{key}: {error_message(exc)}") from exc
-        return compare(results, reference, options.language, against, options).to_dict()
+        return compare(results, reference, options.language, against, options, settings.device_price_per_hour).to_dict()
 
     models.change(on_models_change, [models, against], against, api_visibility="private", queue=False)
     started = button.click(

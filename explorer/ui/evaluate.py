@@ -36,7 +36,8 @@ from explorer.ui.transcribe import model_choices
 
 LEADERBOARD_COLUMNS = [
     "model", "wer", "cer", "rtfx", "utterances", "failed", "reference_words", "substitutions", "deletions",
-    "insertions", "audio_seconds", "processing_seconds", "hallucinations_per_minute", "normalizer",
+    "insertions", "audio_seconds", "processing_seconds", "cost_per_audio_hour", "hallucinations_per_minute",
+    "normalizer", "environment",
 ]  # fmt: skip
 ROW_COLUMNS = ["model", "id", "kind", "reference", "hypothesis", "wer", "audio_seconds", "processing_seconds", "error"]
 EMPTY_BOARD, EMPTY_ROWS = pd.DataFrame(columns=LEADERBOARD_COLUMNS), pd.DataFrame(columns=ROW_COLUMNS)
@@ -152,7 +153,7 @@ def build_evaluate(service: ModelService, settings) -> None:
         sizes: dict = {}
         for done, finished in results(models, utterances, options, meta, progress):
             rows = rows_frame(done)
-            summary = summarize(rows, language)
+            summary = summarize(rows, language, settings.device_price_per_hour)
             if finished:
                 saved = save_results(Path(tempfile.mkdtemp(prefix="evaluation-")), rows, summary, meta)
                 failed = int((rows["error"] != "").sum())
@@ -170,7 +171,7 @@ def build_evaluate(service: ModelService, settings) -> None:
         for done, finished in results(models, utterances, options, meta, progress):
             if finished:
                 rows = rows_frame(done)
-                return results_payload(rows, summarize(rows, language), meta)
+                return results_payload(rows, summarize(rows, language, settings.device_price_per_hour), meta)
 
     def reopen(path):
         if not path:

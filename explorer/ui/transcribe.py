@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -9,7 +10,7 @@ from typing import Optional
 import gradio as gr
 import pandas as pd
 
-from explorer import catalog, formats
+from explorer import catalog, formats, metrics
 from explorer.audio import AudioError, load_audio
 from explorer.service import ModelError, ModelService
 from explorer.types import Transcription, TranscribeOptions
@@ -40,7 +41,16 @@ def describe_model(service: ModelService, key: str) -> str:
     return "  \n".join(lines)
 
 
-def metric_cards(t: Optional[Transcription]) -> str:
+NOT_STREAMED = "not streamed (beam search)"
+
+
+def environment_line(t: Optional[Transcription]) -> str:
+    """The run environment as a details line: results compare only where it is the same."""
+    env = t.environment if t else None
+    return "" if env is None else f"<div class='metric-help run-environment'>Run on: {html.escape(env.label())}</div>"
+
+
+def metric_cards(t: Optional[Transcription], price_per_hour: Optional[float] = None) -> str:
     if t is None:
         return ""
     m = t.metrics
@@ -48,20 +58,24 @@ def metric_cards(t: Optional[Transcription]) -> str:
     def fmt(v, unit="s", digits=3):
         return "–" if v is None else f"{v:.{digits}f} {unit}".strip()
 
+    timing = (lambda v: fmt(v)) if m.streamed else (lambda v: NOT_STREAMED)
     cards = [
-        ("TTFT", fmt(m.ttft_seconds), "request start → first " + m.itl_unit),
-        ("ITL", fmt(m.itl_seconds), f"mean gap between {m.itl_unit}s ({m.emissions})"),
+        ("TTFT", timing(m.ttft_seconds), "request start → first " + m.itl_unit),
+        ("ITL", timing(m.itl_seconds), f"mean gap between {m.itl_unit}s ({m.emissions})"),
         ("RTFx", fmt(m.rtfx, "×", 1), "audio seconds / processing seconds"),
         ("Processing", fmt(m.processing_seconds), f"for {m.audio_seconds:.2f} s of audio"),
         ("Load", fmt(m.load_seconds), "model load in this request (0 = cached)"),
         ("Language", t.language or "–", ""),
     ]
+    cost = metrics.cost_per_audio_hour(price_per_hour, m.rtfx)
+    if cost is not None:
+        cards.append(("Cost / audio hour", f"${cost:.4f}", f"at ${price_per_hour:g}/h (DEVICE_PRICE_PER_HOUR) / RTFx"))
     body = "".join(
         f"<div class='metric'><div class='metric-name'>{name}</div><div class='metric-value'>{value}</div>"
         f"<div class='metric-help'>{help_}</div></div>"
         for name, value, help_ in cards
     )
-    return f"<div class='metric-cards'>{body}</div>"
+    return f"<div class='metric-cards'>{body}</div>{environment_line(t)}"
 
 
 def segments_frame(t: Optional[Transcription]) -> pd.DataFrame:
@@ -123,7 +137,8 @@ def build_transcribe(service: ModelService, settings) -> None:
                 yield update.text, "", gr.skip(), gr.skip(), gr.skip(), gr.skip()
             else:
                 t = update.result
-                yield t.text, warnings_markdown(t.warnings), metric_cards(t), segments_frame(t), write_downloads(t), t.to_dict()
+                cards = metric_cards(t, settings.device_price_per_hour)
+                yield t.text, warnings_markdown(t.warnings), cards, segments_frame(t), write_downloads(t), t.to_dict()
 
     def run_once(audio, model, language, task, beam_size, word_timestamps, vad_filter):
         """Transcribe and return the whole result (text, segments, metrics, model, language, warnings)."""
