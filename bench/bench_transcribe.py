@@ -1,6 +1,7 @@
-"""Benchmark: what the app adds to a raw engine call, and runtime against runtime on the same weights.
+"""Benchmark: what the app adds to a raw engine call, runtime against runtime on the same weights,
+and whether a slow reader of the stream changes the timing.
 
-    .venv/bin/python bench/bench_transcribe.py [--repeats 3]
+    .venv/bin/python bench/bench_transcribe.py [--repeats 3] [--only reader] [--price-per-hour 0.4]
 
 Clips of 10 s or more are made by joining the LibriVox clips of Debian's pocketsphinx-testdata.
 Everything in one table is measured in one run on one machine, so ratios compare like with like.
@@ -27,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from explorer import zoo  # noqa: E402
+from explorer import metrics, zoo  # noqa: E402
 from explorer.audio import load_audio  # noqa: E402
-from explorer.config import Settings  # noqa: E402
+from explorer.config import Settings, all_cores  # noqa: E402
 from explorer.scoring import corpus_wer  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.types import TranscribeOptions  # noqa: E402
@@ -83,7 +84,8 @@ def bench_app_overhead(paths: list[Path], models_dir: Path, repeats: int) -> pd.
     from gradio_client import handle_file
 
     weights = zoo.local_weights("whisper-tiny.en-ct2", models_dir)
-    raw_model = WhisperModel(str(weights), device="cpu", compute_type="int8")
+    # The app's thread count (CPU_THREADS, all cores by default): the two sides run one computation.
+    raw_model = WhisperModel(str(weights), device="cpu", compute_type="int8", cpu_threads=all_cores())
     options = dict(language="en", beam_size=1, vad_filter=True, condition_on_previous_text=False)
     app = RunningApp(models_dir, Path(tempfile.mkdtemp()) / "app.log")
     rows = []
@@ -119,7 +121,55 @@ def bench_app_overhead(paths: list[Path], models_dir: Path, repeats: int) -> pd.
     return pd.DataFrame(rows)
 
 
-def bench_runtimes(paths: list[Path], references: list[str], models_dir: Path, repeats: int) -> pd.DataFrame:
+def bench_slow_reader(paths: list[Path], models_dir: Path, repeats: int) -> pd.DataFrame:
+    """The same run read at once and by a reader that spends 50 ms on each update (as a UI
+    posting it does), through the service; then through the app, /transcribe (read at once)
+    against /transcribe_stream (Gradio posts every update to the client). Medians of `repeats`."""
+    from gradio_client import handle_file
+
+    service = ModelService(Settings(models_dir=models_dir, offline=True), online=False)
+    audio = load_audio(paths[2])
+    options = TranscribeOptions(language="en")
+
+    def read(key: str, pause: float):
+        for update in service.stream(key, audio, options):
+            if update.result is not None:
+                return update.result.metrics
+            time.sleep(pause)
+
+    rows = []
+    figures = ("processing_seconds", "ttft_seconds", "itl_seconds")
+    for key in (TINY, "transformers/whisper-tiny.en"):
+        read(key, 0.0)  # warm-up
+        runs = {pause: [read(key, pause) for _ in range(repeats)] for pause in (0.0, 0.05)}
+        median = {p: {f: statistics.median(getattr(m, f) or 0.0 for m in runs[p]) for f in figures} for p in runs}
+        for f in figures:
+            rows.append({"path": "service.stream", "model": key, "figure": f, "read at once": round(median[0.0][f], 3),
+                         "50 ms per update": round(median[0.05][f], 3),
+                         "ratio": round(median[0.05][f] / median[0.0][f], 3) if median[0.0][f] else None})  # fmt: skip
+    app = RunningApp(models_dir, Path(tempfile.mkdtemp()) / "app.log")
+    try:
+        client = app.client()
+        for key in (TINY, "transformers/whisper-tiny.en"):
+            args = (handle_file(str(paths[2])), key, "en", "transcribe", 1, False, True)
+            client.predict(*args, api_name="/transcribe")  # warm-up (and the model's load)
+            once, streamed = [], []
+            for _ in range(repeats):
+                once.append(client.predict(*args, api_name="/transcribe")["metrics"])
+                streamed.append(client.predict(*args, api_name="/transcribe_stream")[-1]["metrics"])
+            for f in figures:
+                a = statistics.median(m[f] or 0.0 for m in once)
+                b = statistics.median(m[f] or 0.0 for m in streamed)
+                rows.append({"path": "app: /transcribe vs /transcribe_stream", "model": key, "figure": f,
+                             "read at once": round(a, 3), "50 ms per update": None, "streamed to the client": round(b, 3),
+                             "ratio": round(b / a, 3) if a else None})  # fmt: skip
+    finally:
+        app.stop()
+    return pd.DataFrame(rows)
+
+
+def bench_runtimes(paths: list[Path], references: list[str], models_dir: Path, repeats: int,
+                   price_per_hour: Optional[float] = None) -> pd.DataFrame:  # fmt: skip
     settings = Settings(models_dir=models_dir, offline=True, max_loaded_models=4)
     variants = [
         ("faster-whisper/tiny.en", "int8", None),
@@ -143,10 +193,13 @@ def bench_runtimes(paths: list[Path], references: list[str], models_dir: Path, r
             return [service.transcribe(key, a, TranscribeOptions(language="en", vad_filter=False)) for a in audios]
 
         seconds = timed(run_all, repeats)
-        wer = corpus_wer(references, [t.text for t in run_all()]).wer
+        results = run_all()
+        wer = corpus_wer(references, [t.text for t in results]).wer
+        cost = metrics.cost_per_audio_hour(price_per_hour, total_audio / seconds)
         rows.append(
             {"model": key, "precision": label, "RTFx": round(total_audio / seconds, 1),
-             "WER %": round(100 * wer, 1), "note": f"{total_audio:.0f} s of audio, greedy"}
+             "WER %": round(100 * wer, 1), **({"$ / audio hour": round(cost, 4)} if cost is not None else {}),
+             "threads": results[0].environment.threads, "note": f"{total_audio:.0f} s of audio, greedy"}
         )
     return pd.DataFrame(rows)
 
@@ -179,19 +232,31 @@ def bench_prepare() -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=["overhead", "zoo", "runtimes", "reader"], help="one table")
+    parser.add_argument("--price-per-hour", type=float, default=None,
+                        help="hardware price per hour for the cost per audio hour (default: DEVICE_PRICE_PER_HOUR)")  # fmt: skip
     args = parser.parse_args()
-    models_dir = Settings.from_env().models_dir
+    settings = Settings.from_env()
+    price = args.price_per_hour if args.price_per_hour is not None else settings.device_price_per_hour
+    models_dir = settings.models_dir
     zoo.prepare(models_dir=models_dir, log=lambda _: None)
+    wanted = lambda name: args.only in (None, name)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         paths, references = make_long_clips(Path(tmp))
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
-              f"median of {args.repeats} runs after one warm-up\n")
-        print("## The app's overhead over a raw faster-whisper call (tiny.en int8, beam 1)\n")
-        print(bench_app_overhead(paths, models_dir, args.repeats).to_markdown(index=False))
-        print("\n## The offline model zoo\n")
-        print(bench_prepare().to_markdown(index=False))
-        print("\n## Runtimes on the same weights (whisper tiny.en)\n")
-        print(bench_runtimes(paths, references, models_dir, args.repeats).to_markdown(index=False))
+              f"CPU_THREADS {settings.cpu_threads}; median of {args.repeats} runs after one warm-up\n")
+        if wanted("overhead"):
+            print("## The app's overhead over a raw faster-whisper call (tiny.en int8, beam 1)\n")
+            print(bench_app_overhead(paths, models_dir, args.repeats).to_markdown(index=False))
+        if wanted("zoo"):
+            print("\n## The offline model zoo\n")
+            print(bench_prepare().to_markdown(index=False))
+        if wanted("runtimes"):
+            print("\n## Runtimes on the same weights (whisper tiny.en)\n")
+            print(bench_runtimes(paths, references, models_dir, args.repeats, price).to_markdown(index=False))
+        if wanted("reader"):
+            print("\n## A slow reader and the timing (13.9 s clip, beam 1)\n")
+            print(bench_slow_reader(paths, models_dir, args.repeats).to_markdown(index=False))
 
 
 if __name__ == "__main__":

@@ -107,7 +107,15 @@ def compare_rows(
     against: Optional[str] = None,
 ) -> pd.DataFrame:
     """One row per model: transcript, WER/CER and error counts (NaN without a target), timing."""
-    return pd.DataFrame(row_records(results, reference, language, against), columns=COLUMNS)
+    return _frame(row_records(results, reference, language, against))
+
+
+# Figures that may be missing (not streamed, no DEVICE_PRICE_PER_HOUR): NaN, as a CSV reads back.
+FLOAT_COLUMNS = {"ttft_seconds": float, "itl_seconds": float, "cost_per_audio_hour": float}
+
+
+def _frame(rows: Sequence[dict]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=COLUMNS).astype(FLOAT_COLUMNS)
 
 
 def alignments(
@@ -138,7 +146,7 @@ class Comparison:
 
     @property
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(list(self.rows), columns=COLUMNS)
+        return _frame(self.rows)
 
     @property
     def scored(self) -> bool:

@@ -97,7 +97,8 @@ def test_cli_and_api_evaluate_tiny_en_and_base_alike_under_10_percent(app, clips
     by_model = lambda records: {r["model"]: r for r in records}  # noqa: E731
     cli_summary, api_summary = by_model(saved["summary"]), by_model(api["summary"])
     for key in models:
-        for column in ("wer", "cer", "substitutions", "deletions", "insertions", "reference_words", "utterances"):
+        # The same computation only where the run environments are equal (threads, CPU, libraries).
+        for column in ("environment", "wer", "cer", "substitutions", "deletions", "insertions", "reference_words", "utterances"):
             assert api_summary[key][column] == cli_summary[key][column], (key, column)
     pairs = lambda records: [(r["model"], r["id"], r["hypothesis"], r["wer"]) for r in records]  # noqa: E731
     assert pairs(api["utterances"]) == pairs(saved["utterances"])
@@ -185,6 +186,43 @@ def test_evaluation_with_probe_and_a_corrupt_file(clips, service, tmp_path):
     assert summary["hallucinated_words"] == quiet["hypothesis_words"].sum()
     assert summary["hallucinations_per_minute"] == pytest.approx(quiet["hypothesis_words"].sum() / (21 / 60))
     assert quiet["wer"].isna().all()
+
+
+def test_summary_rtfx_is_recomputed_from_the_saved_rows_without_the_warm_up(clips, service, tmp_path):
+    """RTFx = Σ audio / Σ processing over the saved speech rows, and the warm-up call (the first
+    utterance, run once before the timed runs) has no row and no share of it."""
+    utterances = [Utterance(c.path.stem, c.path, c.reference) for c in clips]
+    rows = evaluate(service, ["faster-whisper/tiny.en"], utterances, TranscribeOptions(language="en"))
+    summary = summarize(rows).iloc[0]
+    save_results(tmp_path / "out", rows, summarize(rows), {"language": "en"})
+    saved = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert list(saved["id"]) == [u.id for u in utterances]  # one row each: none for the warm-up
+    assert summary["rtfx"] == pytest.approx(saved["audio_seconds"].sum() / saved["processing_seconds"].sum(), rel=1e-9)
+    assert summary["processing_seconds"] == pytest.approx(saved["processing_seconds"].sum(), rel=1e-9)
+
+
+def test_runs_at_other_thread_counts_are_reported_not_hidden(clips, offline_settings):
+    """Two evaluations at 1 and 2 threads are two computations: compare_runs says their
+    environments differ, counts the utterances whose words changed and gives both WERs."""
+    from dataclasses import replace
+
+    from explorer.evaluate import compare_runs
+    from explorer.service import ModelService
+
+    utterances = [Utterance(c.path.stem, c.path, c.reference) for c in clips]
+    runs = [
+        evaluate(ModelService(replace(offline_settings, cpu_threads=n), online=False), ["faster-whisper/tiny.en"],
+                 utterances, TranscribeOptions(language="en"))
+        for n in (1, 2)
+    ]  # fmt: skip
+    diff = compare_runs(*runs)
+    assert not diff.same_environment
+    assert "1 threads" in diff.environments[0][0] and "2 threads" in diff.environments[1][0]
+    changed = [(m, i) for m, i, a, b in zip(runs[0]["model"], runs[0]["id"], runs[0]["hypothesis"], runs[1]["hypothesis"]) if a != b]
+    assert list(diff.changed) == changed and diff.pairs == 5
+    assert diff.wer["faster-whisper/tiny.en"] == (summarize(runs[0]).iloc[0]["wer"], summarize(runs[1]).iloc[0]["wer"])
+    report = diff.report()
+    assert "different run environments" in report and f"{len(changed)} of 5 utterances changed" in report
 
 
 def test_saved_results_reload_to_the_same_summary(clips, service, tmp_path):

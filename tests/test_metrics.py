@@ -1,6 +1,9 @@
+import time
+
 import pytest
 
 from explorer import metrics
+from explorer.metrics import compute, cost_per_audio_hour
 
 
 @pytest.mark.parametrize(
@@ -29,3 +32,62 @@ def test_compute_keeps_load_time_apart():
     assert m.rtfx == pytest.approx(8.0)  # 12 / 1.5: load time is not in it
     assert m.load_seconds == 4.0
     assert (m.emissions, m.itl_unit) == (3, "token")
+
+
+def test_unstreamed_runs_have_no_ttft_or_itl():
+    m = compute([0.9, 0.95, 1.0], "token", audio_seconds=10, processing_seconds=1.0, streamed=False)
+    assert (m.ttft_seconds, m.itl_seconds, m.streamed, m.emissions, m.rtfx) == (None, None, False, 3, 10.0)
+
+
+@pytest.mark.parametrize(
+    "price, rtfx, expected",
+    [(1.0, 10.0, 0.1), (0.4, 200.0, 0.002), (None, 10.0, None), (1.0, None, None), (1.0, 0.0, None), (0.0, 5.0, 0.0)],
+)
+def test_cost_per_audio_hour_is_price_over_rtfx(price, rtfx, expected):
+    assert cost_per_audio_hour(price, rtfx) == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_timed_run_stamps_items_when_produced_not_when_read():
+    """A producer that yields every 50 ms, read by a reader that takes 150 ms per item: the
+    stamps follow the producer, and the end is when the producer finished."""
+    from explorer.service import TimedRun
+
+    def produce():
+        for i in range(4):
+            time.sleep(0.05)
+            yield i
+
+    start = time.perf_counter()
+    with TimedRun(produce()) as run:
+        seen = []
+        for item, stamp in run:
+            seen.append((item, stamp - start))
+            time.sleep(0.15)
+    assert [i for i, _ in seen] == [0, 1, 2, 3]
+    assert seen[-1][1] < 0.35  # produced by ~0.2 s; read at ~0.45 s
+    assert run.ended - start < 0.35 and time.perf_counter() - start > 0.6
+
+
+def test_timed_run_reraises_and_stops_the_producer_when_the_reader_leaves():
+    from explorer.service import TimedRun
+
+    def failing():
+        yield 1
+        raise ValueError("engine broke")
+
+    with pytest.raises(ValueError, match="engine broke"), TimedRun(failing()) as run:
+        list(run)
+
+    closed = []
+
+    def endless():
+        try:
+            while True:
+                time.sleep(0.01)
+                yield 0
+        finally:
+            closed.append(True)
+
+    with TimedRun(endless()) as run:
+        next(iter(run))
+    assert closed == [True]  # closed in its own thread before the with block returned
