@@ -1,13 +1,16 @@
-"""Command line: ``python -m explorer eval --models KEY[,KEY...] --data DATASET [--out DIR]``,
+"""Command line: ``python -m explorer eval --models KEY[,KEY...] --data DATASET [--data DATASET...] [--out DIR]``,
 ``python -m explorer stream --model KEY --audio FILE [--json OUT]``, ``python -m explorer env``
 (what results here are computed on: CPU, ISA flags, threads, device, library versions) and
 ``python -m explorer diff A B`` (two saved evaluations' differences: utterances, WER, environments).
 
 Both run without a display. ``eval``: progress goes to stderr (tqdm), the leaderboard to stdout,
 and the per-utterance rows and summary to ``DIR/results.csv``, ``DIR/summary.csv`` and
-``DIR/results.json`` (the Evaluate tab can reload that JSON). ``eval --backend ray [--address A]``
-runs the same evaluation on a Ray cluster (``explorer.distributed``): Ray Data prints the progress,
-the summary adds ``throughput_rtfx`` (audio / wall-clock seconds), each row its ``node_id``, and
+``DIR/results.json`` (the Evaluate tab can reload that JSON). Several ``--data`` give each
+row its ``dataset``, a per-(model, dataset) table (printed, and saved as ``DIR/datasets.csv``)
+and each model's ``mean_wer``, the unweighted mean over datasets the Open ASR Leaderboard ranks by.
+``--normalizer`` picks the text normaliser (default: the leaderboard's for English).
+``eval --backend ray [--address A]`` runs the same evaluation on a Ray cluster
+(``explorer.distributed``): Ray Data prints the progress, the summary adds ``throughput_rtfx`` (audio / wall-clock seconds), each row its ``node_id``, and
 ``DIR/results.parquet`` is written too. ``stream``: the file goes through
 LocalAgreement-2 as if it were arriving live (``explorer.simulate``); each pass is printed as it
 happens, then the latency figures the browser's streaming tab reports.
@@ -26,21 +29,29 @@ from typing import Optional
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    from explorer.scoring import NORMALIZERS
+
     parser = argparse.ArgumentParser(prog="python -m explorer")
     sub = parser.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("eval", help="evaluate models on a dataset with references")
     ev.add_argument("--models", required=True, help="comma-separated model keys (see the Models tab or /models)")
     ev.add_argument(
-        "--data",
-        help="folder of audio + .txt, a .csv/.tsv/.jsonl manifest, a folder saved by `datasets`, or hf:NAME (online)",
-    )
-    ev.add_argument("--config", help="dataset configuration (Hub datasets), e.g. clean")
-    ev.add_argument("--split", help="dataset split (saved or Hub datasets; default test)")
-    ev.add_argument("--limit", type=int, help="evaluate only the first N utterances")
+        "--data", action="append",
+        help="folder of audio + .txt, a .csv/.tsv/.jsonl manifest, a folder saved by `datasets`, or hf:NAME (online); "
+        "repeat for several datasets, each scored on its own and averaged",
+    )  # fmt: skip
+    ev.add_argument("--config", help="dataset configuration (Hub datasets), e.g. clean; the same for every --data")
+    ev.add_argument("--split", help="dataset split (saved or Hub datasets; default test); the same for every --data")
+    ev.add_argument("--limit", type=int, help="evaluate only the first N utterances (of each dataset)")
     ev.add_argument("--probe", action="store_true", help="add the robustness probe's non-speech clips")
     ev.add_argument("--out", type=Path, default=None, help="folder for results.csv, summary.csv, results.json")
     ev.add_argument("--language", default="en", help="language code; also picks the text normaliser")
+    ev.add_argument(
+        "--normalizer", choices=NORMALIZERS,
+        help="text normaliser for WER (default: open-asr-leaderboard for English, whisper-basic otherwise)",
+    )  # fmt: skip
     ev.add_argument("--beam-size", type=int, default=1)
     ev.add_argument("--no-vad", action="store_true", help="no voice-activity filter (the probe then shows raw hallucination)")
     ev.add_argument(
@@ -59,6 +70,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     st.add_argument("--min-chunk", type=float, default=1.0, help="seconds of new audio before each pass")
     st.add_argument("--trim", type=float, default=15.0, help="cut the buffer at a segment end past this many seconds")
     st.add_argument("--language", default="en", help="language code; also picks the text normaliser")
+    st.add_argument("--normalizer", choices=NORMALIZERS, help="text normaliser for the WER (default: by language)")
     st.add_argument("--beam-size", type=int, default=1)
     st.add_argument("--no-realtime", action="store_true", help="do not wait for the audio: a chunk per pass, simulated times")
     st.add_argument("--reference", help="reference transcript: prints the WER of the committed text")
@@ -75,6 +87,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         parser.error("--address, --actors and --gpus-per-actor are for --backend ray")
     if args.command == "eval" and args.actors is not None and args.actors < 1:
         parser.error("--actors must be at least 1")
+    if args.command == "eval" and args.data and len(set(args.data)) < len(args.data):
+        parser.error("the same --data is given twice")
     if args.command == "stream" and args.min_chunk <= 0:
         parser.error("--min-chunk must be positive")
     return args
@@ -122,7 +136,7 @@ def stream(args: argparse.Namespace) -> int:
     print(f"processing            {report.processing_seconds:.2f} s (wall {report.wall_seconds:.2f} s)")
     result = report.to_dict()
     if args.reference is not None:
-        scored = score(args.reference, report.text, args.language)
+        scored = score(args.reference, report.text, args.language, args.normalizer)
         print(f"WER                   {scored.wer:.3f} ({scored.word_errors}/{scored.reference_words} words, {scored.normalizer})")
         result["score"] = asdict(scored)
     if args.json:
@@ -185,15 +199,26 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from explorer import catalog
     from explorer.config import Settings
-    from explorer.evaluate import DatasetError, evaluate, load_dataset, probe_utterances, save_results, summarize
+    from explorer import scoring
+    from explorer.evaluate import (
+        DatasetError, evaluate, load_dataset, probe_utterances, save_results, summarize, summarize_datasets,
+    )  # fmt: skip
     from explorer.service import ModelError, ModelService
     from explorer.types import TranscribeOptions
 
+    if args.normalizer:  # every score of this run, per utterance and per model, uses it
+        os.environ[scoring.ENV_VAR] = args.normalizer
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    data = args.data or []
+    names = [d if d.startswith("hf:") else Path(d).resolve().name for d in data]
+    names = names if len(set(names)) == len(names) else data  # the arguments as given when names collide
     try:
         for key in models:
             catalog.get(key)
-        utterances = load_dataset(args.data, config=args.config, split=args.split, limit=args.limit) if args.data else []
+        normalizer = scoring.normalizer_for(args.language)
+        utterances = []
+        for source, name in zip(data, names):
+            utterances += load_dataset(source, config=args.config, split=args.split, limit=args.limit, name=name)
         utterances += probe_utterances() if args.probe else []
         options = TranscribeOptions(language=args.language, beam_size=args.beam_size, vad_filter=not args.no_vad)
         settings = Settings.from_env()
@@ -214,18 +239,24 @@ def main(argv: Optional[list[str]] = None) -> int:
             service = ModelService(settings)
             with tqdm(total=len(models) * len(utterances), unit="utt", file=sys.stderr) as bar:
                 rows = evaluate(service, models, utterances, options, args.language, on_result=lambda r: bar.update(1))
-            summary = summarize(rows, args.language, settings.device_price_per_hour)
+            summary = summarize(rows, args.language, price_per_hour=settings.device_price_per_hour)
     except (KeyError, DatasetError, ModelError, ValueError) as exc:
         print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
         return 2
+    by_dataset = summarize_datasets(rows, args.language) if len(data) > 1 else None
+    if by_dataset is not None:
+        print(by_dataset.to_string(index=False), end="\n\n")
     print(summary.to_string(index=False))
     for row in rows[rows["error"] != ""].itertuples():
         print(f"failed: {row.model} {row.id}: {row.error}", file=sys.stderr)
     if args.out:
-        meta = {"data": str(args.data), "models": models, "language": args.language, "options": asdict(options), "probe": args.probe}
+        meta = {
+            "data": data[0] if len(data) == 1 else data, "models": models, "language": args.language,
+            "normalizer": normalizer, "options": asdict(options), "probe": args.probe,
+        }  # fmt: skip
         if args.backend == "ray":
             meta.update(backend="ray", address=args.address, actors=args.actors, gpus_per_actor=args.gpus_per_actor)
-        save_results(args.out, rows, summary, meta)
+        save_results(args.out, rows, summary, meta, by_dataset)
         if args.backend == "ray":
             from explorer.distributed import save_parquet
 

@@ -75,7 +75,7 @@ class RayEvaluation:
 
     def summary(self, language: Optional[str] = "en", price_per_hour: Optional[float] = None) -> pd.DataFrame:
         """``evaluate.summarize`` of the rows, plus ``throughput_rtfx`` (speech audio / wall s)."""
-        frame = summarize(self.rows.drop(columns=["node_id"]), language, price_per_hour)
+        frame = summarize(self.rows.drop(columns=["node_id"]), language, price_per_hour=price_per_hour)
         if len(frame):
             wall = frame["model"].map(self.wall_seconds)
             frame["wall_seconds"] = wall

@@ -17,7 +17,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Optional, Sequence, Union
 
@@ -50,6 +50,7 @@ class Utterance:
     audio: AudioRef
     reference: str
     kind: Kind = "speech"
+    dataset: str = ""  # which dataset it came from (load_dataset's name; "probe" for the probe)
 
     def load(self, max_seconds: Optional[float] = None) -> Audio:
         return load_audio(str(self.audio) if isinstance(self.audio, Path) else self.audio, max_seconds=max_seconds)
@@ -191,8 +192,10 @@ def load_dataset(
     config: Optional[str] = None,
     split: Optional[str] = None,
     limit: Optional[int] = None,
+    name: Optional[str] = None,
 ) -> list[Utterance]:
-    """Every utterance of a dataset, checked; `limit` keeps the first N."""
+    """Every utterance of a dataset, checked; `limit` keeps the first N. Each is tagged with the
+    dataset's `name` (default: the file or folder name, or hf:NAME)."""
     if isinstance(source, str) and source.startswith(HUB_PREFIX):
         found = _from_hub(source[len(HUB_PREFIX) :], config, split, limit)
     else:
@@ -210,12 +213,13 @@ def load_dataset(
             )
     if not found:
         raise DatasetError(f"{source}: no utterances found")
-    return found[:limit] if limit is not None else found
+    name = name or (source if isinstance(source, str) else source.name)
+    return [replace(u, dataset=name) for u in (found[:limit] if limit is not None else found)]
 
 
 def probe_utterances(seconds: float = probe.CLIP_SECONDS) -> list[Utterance]:
     """The robustness probe's non-speech clips, as utterances with an empty reference."""
-    return [Utterance(f"probe/{name}", samples, "", "non-speech") for name, samples in probe.non_speech_clips(seconds).items()]
+    return [Utterance(f"probe/{name}", samples, "", "non-speech", "probe") for name, samples in probe.non_speech_clips(seconds).items()]
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -235,6 +239,7 @@ class UtteranceResult:
     audio_seconds: float
     processing_seconds: float
     error: str = ""  # why this utterance failed; empty when it did not
+    dataset: str = ""  # the utterance's dataset (results saved before it existed have none)
     environment: str = ""  # RunEnvironment.label() of the run that transcribed it
 
 
@@ -245,12 +250,12 @@ def _result(key: str, utt: Utterance, text: str, audio_seconds: float, seconds: 
         key, utt.id, utt.kind, utt.reference, text,
         s.wer if utt.kind == "speech" else None,
         s.substitutions, s.deletions, s.insertions, s.reference_words,
-        len(normalize(text, language).split()), audio_seconds, seconds, environment=environment,
+        len(normalize(text, language).split()), audio_seconds, seconds, dataset=utt.dataset, environment=environment,
     )  # fmt: skip
 
 
 def _failure(key: str, utt: Utterance, error: str) -> UtteranceResult:
-    return UtteranceResult(key, utt.id, utt.kind, utt.reference, "", None, 0, 0, 0, 0, 0, 0.0, 0.0, error)
+    return UtteranceResult(key, utt.id, utt.kind, utt.reference, "", None, 0, 0, 0, 0, 0, 0.0, 0.0, error, utt.dataset)
 
 
 def iter_evaluate(
@@ -308,46 +313,75 @@ def rows_frame(results: Sequence[UtteranceResult]) -> pd.DataFrame:
 
 
 # -- summarising ----------------------------------------------------------------------------------
-def summarize(rows: pd.DataFrame, language: Optional[str] = "en", price_per_hour: Optional[float] = None) -> pd.DataFrame:
+def _summary_row(group: pd.DataFrame, language: Optional[str], normalizer: Optional[str],
+                 price_per_hour: Optional[float] = None) -> dict:  # fmt: skip
+    ok = group[group["error"].fillna("") == ""]
+    speech, non_speech = ok[ok["kind"] == "speech"], ok[ok["kind"] == "non-speech"]
+    s = score(list(speech["reference"]), list(speech["hypothesis"]), language, normalizer) if len(speech) else None
+    audio, processing = speech["audio_seconds"].sum(), speech["processing_seconds"].sum()
+    quiet = non_speech["audio_seconds"].sum()
+    return {
+        "wer": s.wer if s else None,
+        "cer": s.cer if s else None,
+        "substitutions": s.substitutions if s else 0,
+        "deletions": s.deletions if s else 0,
+        "insertions": s.insertions if s else 0,
+        "reference_words": s.reference_words if s else 0,
+        "utterances": len(speech),
+        "failed": len(group) - len(ok),
+        "audio_seconds": audio,
+        "processing_seconds": processing,
+        "rtfx": metrics.rtfx(audio, processing),
+        "cost_per_audio_hour": metrics.cost_per_audio_hour(price_per_hour, metrics.rtfx(audio, processing)),
+        "non_speech_seconds": quiet,
+        "hallucinated_words": int(non_speech["hypothesis_words"].sum()),
+        "hallucinations_per_minute": probe.words_per_minute(int(non_speech["hypothesis_words"].sum()), quiet)
+        if len(non_speech)
+        else None,
+        "normalizer": s.normalizer if s else None,
+        # Several only if the rows ran in different environments: then they are not one
+        # computation, and the summary says so rather than hide it.
+        "environment": " | ".join(sorted(set(ok["environment"].fillna("")) - {""})) if "environment" in ok else "",
+    }
+
+
+def _datasets(rows: pd.DataFrame) -> pd.Series:
+    return rows["dataset"].fillna("").astype(str) if "dataset" in rows else pd.Series("", index=rows.index)
+
+
+def summarize_datasets(rows: pd.DataFrame, language: Optional[str] = "en", normalizer: Optional[str] = None) -> pd.DataFrame:
+    """Per (model, dataset): the same figures as `summarize`, each dataset scored on its own."""
+    keys = [rows["model"], _datasets(rows)]
+    summary = [
+        {"model": model, "dataset": dataset, **_summary_row(group, language, normalizer)}
+        for (model, dataset), group in rows.groupby(keys, sort=False)
+    ]
+    return pd.DataFrame(summary)
+
+
+def summarize(rows: pd.DataFrame, language: Optional[str] = "en", normalizer: Optional[str] = None,
+              price_per_hour: Optional[float] = None) -> pd.DataFrame:  # fmt: skip
     """Per model: corpus WER/CER over speech (total errors / total reference words), counts, RTFx
     (total audio / total processing, as the Open ASR Leaderboard defines it), the cost per hour of
     audio at `price_per_hour` (DEVICE_PRICE_PER_HOUR), failures, the robustness probe's
-    hallucinated words per minute of non-speech audio, and the run environment(s)."""
-    summary = []
-    for key, group in rows.groupby("model", sort=False):
-        ok = group[group["error"].fillna("") == ""]
-        speech, non_speech = ok[ok["kind"] == "speech"], ok[ok["kind"] == "non-speech"]
-        s = score(list(speech["reference"]), list(speech["hypothesis"]), language) if len(speech) else None
-        audio, processing = speech["audio_seconds"].sum(), speech["processing_seconds"].sum()
-        quiet = non_speech["audio_seconds"].sum()
-        summary.append(
-            {
-                "model": key,
-                "wer": s.wer if s else None,
-                "cer": s.cer if s else None,
-                "substitutions": s.substitutions if s else 0,
-                "deletions": s.deletions if s else 0,
-                "insertions": s.insertions if s else 0,
-                "reference_words": s.reference_words if s else 0,
-                "utterances": len(speech),
-                "failed": len(group) - len(ok),
-                "audio_seconds": audio,
-                "processing_seconds": processing,
-                "rtfx": metrics.rtfx(audio, processing),
-                "cost_per_audio_hour": metrics.cost_per_audio_hour(price_per_hour, metrics.rtfx(audio, processing)),
-                "non_speech_seconds": quiet,
-                "hallucinated_words": int(non_speech["hypothesis_words"].sum()),
-                "hallucinations_per_minute": probe.words_per_minute(int(non_speech["hypothesis_words"].sum()), quiet)
-                if len(non_speech)
-                else None,
-                "normalizer": s.normalizer if s else None,
-                # Several only if the model's rows ran in different environments: then they are
-                # not one computation, and the summary says so rather than hide it.
-                "environment": " | ".join(sorted(set(ok["environment"].fillna("")) - {""})) if "environment" in ok else "",
-            }
-        )
+    hallucinated words per minute of non-speech audio, and the run environment(s). When the rows hold
+    several datasets with speech, also `mean_wer`: the unweighted mean of the per-dataset WERs
+    (the leaderboard's headline figure; it ranks the models) and `datasets`, how many it averages."""
+    summary = [
+        {"model": key, **_summary_row(group, language, normalizer, price_per_hour)}
+        for key, group in rows.groupby("model", sort=False)
+    ]
     frame = pd.DataFrame(summary)
-    return frame.sort_values("wer", kind="stable", na_position="last").reset_index(drop=True) if len(frame) else frame
+    if not len(frame):
+        return frame
+    by_dataset = summarize_datasets(rows, language, normalizer).dropna(subset=["wer"])
+    rank = "wer"
+    if by_dataset["dataset"].nunique() > 1:
+        means = by_dataset.groupby("model", sort=False)["wer"].agg(["mean", "count"])
+        frame["mean_wer"] = frame["model"].map(means["mean"])
+        frame["datasets"] = frame["model"].map(means["count"]).fillna(0).astype(int)
+        rank = "mean_wer"
+    return frame.sort_values(rank, kind="stable", na_position="last").reset_index(drop=True)
 
 
 # -- comparing two runs ---------------------------------------------------------------------------
@@ -384,7 +418,7 @@ class RunDifference:
 def compare_runs(first: pd.DataFrame, second: pd.DataFrame, language: Optional[str] = "en") -> RunDifference:
     """What differs between two evaluations' rows (evaluate's, the Ray backend's, or reloaded
     ones), over the (model, id) pairs that succeeded in both."""
-    keys = ["model", "id"]
+    keys = [k for k in ("model", "dataset", "id") if k in first and k in second]
     ok = lambda rows: rows[rows["error"].fillna("") == ""]  # noqa: E731
     both = ok(first).merge(ok(second), on=keys, suffixes=("_a", "_b"))
     changed = both[both["hypothesis_a"] != both["hypothesis_b"]]
@@ -415,19 +449,29 @@ def results_payload(rows: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> di
     return {"meta": meta, "summary": _records(summary), "utterances": _records(rows)}
 
 
-def save_results(folder: Path, rows: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> list[Path]:
-    """results.csv (per utterance), summary.csv (per model) and results.json (both, plus meta)."""
+def save_results(
+    folder: Path, rows: pd.DataFrame, summary: pd.DataFrame, meta: dict, by_dataset: Optional[pd.DataFrame] = None
+) -> list[Path]:
+    """results.csv (per utterance), summary.csv (per model) and results.json (both, plus meta);
+    given the per-dataset summary, also datasets.csv and a "datasets" list in results.json."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "results.csv", folder / "summary.csv", folder / "results.json"]
     rows.to_csv(paths[0], index=False)
     summary.to_csv(paths[1], index=False)
-    paths[2].write_text(json.dumps(results_payload(rows, summary, meta), indent=1, default=str))
+    payload = results_payload(rows, summary, meta)
+    if by_dataset is not None:
+        payload["datasets"] = _records(by_dataset)
+        by_dataset.to_csv(folder / "datasets.csv", index=False)
+        paths.append(folder / "datasets.csv")
+    paths[2].write_text(json.dumps(payload, indent=1, default=str))
     return paths
 
 
 def load_results(path: Union[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Reload saved results (results.json, or a results.csv of per-utterance rows); the summary
-    is recomputed from the rows, so it is always consistent with them."""
+    is recomputed from the rows, so it is always consistent with them, with the normaliser the
+    results were saved with (meta's "normalizer"; otherwise the default). Rows saved before the
+    `dataset` column existed get an empty one."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".json":
@@ -441,15 +485,16 @@ def load_results(path: Union[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame, di
         if isinstance(exc, DatasetError):
             raise
         raise DatasetError(f"{path.name}: not saved evaluation results ({type(exc).__name__}: {exc})") from None
-    if "environment" not in rows.columns:  # saved before results recorded their run environment
-        rows["environment"] = ""
+    for column in ("dataset", "environment"):  # saved before results recorded them
+        if column not in rows.columns:
+            rows[column] = ""
     missing = [c for c in UtteranceResult.__dataclass_fields__ if c not in rows.columns]
     if missing:
         raise DatasetError(f"{path.name}: not saved evaluation results (missing columns {', '.join(missing)})")
     rows["error"] = rows["error"].fillna("").astype(str)
-    for column in ("reference", "hypothesis"):
+    for column in ("reference", "hypothesis", "dataset"):
         rows[column] = rows[column].fillna("").astype(str)
-    return rows, summarize(rows, meta.get("language", "en")), meta
+    return rows, summarize(rows, meta.get("language", "en"), meta.get("normalizer")), meta
 
 
 def dataset_from_files(paths: Sequence[Union[str, Path]], workdir: Path) -> Path:

@@ -47,7 +47,7 @@ def test_rows_score_every_model_against_the_reference(results, clip):
             expected.deletions,
             expected.insertions,
         )
-        assert row.normalizer == "whisper-english"
+        assert row.normalizer == "open-asr-leaderboard"
         assert row.wer <= 0.2
         assert row.rtfx == pytest.approx(t.metrics.rtfx) and row.rtfx > 0
         assert row.audio_seconds == pytest.approx(t.metrics.audio_seconds)

@@ -15,7 +15,8 @@ import numpy as np
 
 from explorer import probe
 from explorer.evaluate import (
-    DatasetError, Utterance, dataset_from_files, evaluate, load_dataset, load_results, probe_utterances, save_results, summarize,
+    DatasetError, Utterance, UtteranceResult, dataset_from_files, evaluate, load_dataset, load_results, probe_utterances,
+    rows_frame, save_results, summarize, summarize_datasets,
 )  # fmt: skip
 from explorer.scoring import score
 from explorer.types import TranscribeOptions
@@ -86,7 +87,7 @@ def test_cli_and_api_evaluate_tiny_en_and_base_alike_under_10_percent(app, clips
     assert set(summary.index) == set(models)
     assert (summary["wer"] <= 0.10).all(), summary
     assert (summary["reference_words"] == 71).all() and (summary["rtfx"] > 0).all()
-    assert (summary["normalizer"] == "whisper-english").all()
+    assert (summary["normalizer"] == "open-asr-leaderboard").all()
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(saved["utterances"]) == 10 and len(saved["summary"]) == 2
     assert "faster-whisper/base" in out.stdout  # the leaderboard is printed
@@ -265,3 +266,71 @@ def test_uploaded_files_and_zips_make_one_dataset(clips, tmp_path):
     (tmp_path / "fake.zip").write_text("not a zip")
     with pytest.raises(DatasetError, match=r"fake.zip: not a zip archive"):
         dataset_from_files([tmp_path / "fake.zip"], tmp_path / "work4")
+
+
+def test_several_datasets_from_the_cli_each_scored_and_averaged(clips, models_dir, tmp_path):
+    """Two manifests and the probe, tiny.en, Whisper's plain normaliser chosen: every row names its
+    dataset, each dataset is scored on its own, and mean_wer is their unweighted mean."""
+    for name, part in (("first", clips[:2]), ("second", clips[2:5])):
+        (tmp_path / name).mkdir()
+        pd.DataFrame({"audio": [str(c.path) for c in part], "reference": [c.reference for c in part]}).to_csv(
+            tmp_path / name / "set.csv", index=False
+        )
+    out = run_cli(
+        models_dir, "--models", "faster-whisper/tiny.en", "--data", tmp_path / "first" / "set.csv",
+        "--data", tmp_path / "second" / "set.csv", "--probe", "--out", tmp_path / "out", "--normalizer", "whisper-english",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows, summary, meta = load_results(tmp_path / "out" / "results.json")
+    # the two file names collide, so the datasets are named by the arguments as given
+    first, second = str(tmp_path / "first" / "set.csv"), str(tmp_path / "second" / "set.csv")
+    assert list(rows["dataset"]) == [first] * 2 + [second] * 3 + ["probe"] * 7
+    assert meta["normalizer"] == "whisper-english" and meta["data"] == [first, second]
+    by_dataset = pd.read_csv(tmp_path / "out" / "datasets.csv", keep_default_na=False, na_values={"wer": [""]})
+    assert list(by_dataset["dataset"]) == [first, second, "probe"]
+    wers = []
+    for dataset, n in ((first, 2), (second, 3)):
+        part = rows[rows["dataset"] == dataset]
+        expected = score(list(part["reference"]), list(part["hypothesis"]), normalizer="whisper-english")
+        got = by_dataset.set_index("dataset").loc[dataset]
+        assert got["wer"] == pytest.approx(expected.wer) and got["utterances"] == n
+        assert list(part["wer"]) == [score(r, h, normalizer="whisper-english").wer for r, h in zip(part["reference"], part["hypothesis"])]
+        wers.append(expected.wer)
+    saved = pd.read_csv(tmp_path / "out" / "summary.csv").iloc[0]
+    assert saved["mean_wer"] == pytest.approx(sum(wers) / 2) and saved["datasets"] == 2
+    assert saved["normalizer"] == "whisper-english" and summary.iloc[0]["mean_wer"] == pytest.approx(saved["mean_wer"])
+    assert first in out.stdout and "mean_wer" in out.stdout
+
+
+def _row(model, dataset, reference, hypothesis, kind="speech"):
+    return UtteranceResult(model, f"{dataset}-{reference}", kind, reference, hypothesis, None, 0, 0, 0, 0, 0, 1.0, 0.5, dataset=dataset)
+
+
+def test_mean_wer_is_unweighted_over_datasets_and_ranks_the_models():
+    """A small dataset counts as much as a large one: "a" is perfect on the large set and wrong on
+    the small one, so it wins on pooled WER and loses on the mean."""
+    large = ["the cat stays right here"] * 8  # 40 words
+    rows = rows_frame(
+        [_row("a", "large", r, r) for r in large] + [_row("a", "small", "red apple", "bad guess")]
+        + [_row("b", "large", r, r.replace("here", "there")) for r in large] + [_row("b", "small", "red apple", "red apple")]
+        + [_row("b", "probe", "", "hello", "non-speech")]
+    )  # fmt: skip
+    per = summarize_datasets(rows).set_index(["model", "dataset"])
+    assert per.loc[("a", "small"), "wer"] == 1.0 and per.loc[("a", "large"), "wer"] == 0.0
+    assert per.loc[("b", "large"), "wer"] == pytest.approx(8 / 40) and pd.isna(per.loc[("b", "probe"), "wer"])
+    summary = summarize(rows).set_index("model")
+    assert summary.loc["a", "wer"] == pytest.approx(2 / 42) and summary.loc["a", "mean_wer"] == pytest.approx(0.5)
+    assert summary.loc["b", "mean_wer"] == pytest.approx(0.1) and (summary["datasets"] == 2).all()
+    assert list(summarize(rows)["model"]) == ["b", "a"]  # ranked by the mean
+    one = summarize(rows[rows["dataset"] == "large"])
+    assert "mean_wer" not in one and list(one["model"]) == ["a", "b"]
+
+
+def test_results_saved_without_a_dataset_column_still_load(tmp_path):
+    rows = rows_frame([_row("a", "x", "the cat sat", "the cat sat down")]).drop(columns=["dataset"])
+    rows.to_csv(tmp_path / "results.csv", index=False)
+    (tmp_path / "results.json").write_text(json.dumps({"meta": {"language": "en"}, "summary": [], "utterances": rows.to_dict("records")}))
+    for name in ("results.csv", "results.json"):
+        loaded, summary, _ = load_results(tmp_path / name)
+        assert list(loaded["dataset"]) == [""]
+        assert summary.iloc[0]["wer"] == pytest.approx(1 / 3) and "mean_wer" not in summary

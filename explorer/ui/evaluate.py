@@ -29,6 +29,7 @@ from explorer.evaluate import (
     rows_frame,
     save_results,
     summarize,
+    summarize_datasets,
 )
 from explorer.service import ModelService
 from explorer.types import TranscribeOptions
@@ -44,10 +45,17 @@ EMPTY_BOARD, EMPTY_ROWS = pd.DataFrame(columns=LEADERBOARD_COLUMNS), pd.DataFram
 LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pt", "pl", "ja", "zh"]
 
 
-def leaderboard(summary: pd.DataFrame) -> pd.DataFrame:
+def leaderboard(summary: pd.DataFrame, by_dataset: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    """The summary's columns; with several datasets (results of `eval --data A --data B` reopened
+    here), also the mean over datasets and each dataset's WER ("wer: NAME")."""
     if summary.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-    return summary[LEADERBOARD_COLUMNS].round(4)
+    board = summary[LEADERBOARD_COLUMNS]
+    if "mean_wer" in summary and by_dataset is not None:
+        wers = by_dataset.dropna(subset=["wer"]).pivot(index="model", columns="dataset", values="wer")
+        per = pd.DataFrame({f"wer: {name}": board["model"].map(wers[name]) for name in wers.columns})
+        board = pd.concat([board.iloc[:, :1], summary[["mean_wer", "datasets"]], per, board.iloc[:, 1:]], axis=1)
+    return board.round(4)
 
 
 def scatter_frame(summary: pd.DataFrame) -> pd.DataFrame:
@@ -129,12 +137,15 @@ def build_evaluate(service: ModelService, settings) -> None:
         model_place = {key: i for i, key in enumerate(models)}
         yield from (((model_place[row.result.model], row.index), row.result) for row in rows)
 
-    def outputs(rows: pd.DataFrame, summary: pd.DataFrame, files=None, status=""):
+    def outputs(rows: pd.DataFrame, summary: pd.DataFrame, files=None, status="", language="en", normalizer=None):
+        by_dataset = summarize_datasets(rows, language, normalizer) if "mean_wer" in summary else None
         return {
             status_box: status,
-            board: leaderboard(summary),
+            board: leaderboard(summary, by_dataset),
             plot: scatter_frame(summary),
-            table: rows[ROW_COLUMNS].round(4) if not rows.empty else pd.DataFrame(columns=ROW_COLUMNS),
+            table: rows[(["dataset"] if by_dataset is not None else []) + ROW_COLUMNS].round(4)
+            if not rows.empty
+            else pd.DataFrame(columns=ROW_COLUMNS),
             downloads: files if files is not None else gr.skip(),
         }
 
@@ -153,7 +164,7 @@ def build_evaluate(service: ModelService, settings) -> None:
         sizes: dict = {}
         for done, finished in results(models, utterances, options, meta, progress):
             rows = rows_frame(done)
-            summary = summarize(rows, language, settings.device_price_per_hour)
+            summary = summarize(rows, language, price_per_hour=settings.device_price_per_hour)
             if finished:
                 saved = save_results(Path(tempfile.mkdtemp(prefix="evaluation-")), rows, summary, meta)
                 failed = int((rows["error"] != "").sum())
@@ -171,7 +182,7 @@ def build_evaluate(service: ModelService, settings) -> None:
         for done, finished in results(models, utterances, options, meta, progress):
             if finished:
                 rows = rows_frame(done)
-                return results_payload(rows, summarize(rows, language, settings.device_price_per_hour), meta)
+                return results_payload(rows, summarize(rows, language, price_per_hour=settings.device_price_per_hour), meta)
 
     def reopen(path):
         if not path:
@@ -180,11 +191,13 @@ def build_evaluate(service: ModelService, settings) -> None:
             rows, summary, meta = load_results(path)
         except DatasetError as exc:
             raise gr.Error(str(exc)) from exc
-        return outputs(rows, summary, status=f"Reloaded {Path(path).name}: {len(rows)} results, models {', '.join(summary['model'])}")
+        note = f"Reloaded {Path(path).name}: {len(rows)} results, models {', '.join(summary['model'])}"
+        return outputs(rows, summary, status=note, language=meta.get("language", "en"), normalizer=meta.get("normalizer"))
 
     ready = [key for key in ("faster-whisper/tiny.en", "faster-whisper/base") if service.availability[key].status == "ready"]
     gr.Markdown(
-        "Evaluate models on a dataset with references: corpus WER/CER after Whisper's normaliser, and RTFx = "
+        "Evaluate models on a dataset with references: corpus WER/CER scored as the Open ASR Leaderboard scores "
+        "them (its English normaliser and compound-merging alignment; `WER_NORMALIZER` picks another), and RTFx = "
         "total audio / total processing seconds with each model's warm-up excluded (as the Open ASR Leaderboard "
         "defines them). The CLI `python -m explorer eval` runs the same code."
         + (f" Runs on the Ray cluster at `{settings.ray_address}`, actors per model: "
