@@ -105,8 +105,7 @@ def _tail(text: str, size: int = 100) -> str:
 def stream(args: argparse.Namespace) -> int:
     import json
 
-    from explorer import catalog
-    from explorer.audio import AudioError, load_audio
+    from explorer.audio import AudioError
     from explorer.config import Settings
     from explorer.scoring import score
     from explorer.service import ModelError, ModelService
@@ -118,10 +117,9 @@ def stream(args: argparse.Namespace) -> int:
         print(f"{step.time:6.1f} s (audio {step.audio_seconds:5.1f} s) | {text}", flush=True)
 
     try:
-        catalog.get(args.model)
-        audio = load_audio(args.audio)
-        options = TranscribeOptions(language=args.language, beam_size=args.beam_size)
         service = ModelService(Settings.from_env())
+        _, options, _ = service.check(args.model, TranscribeOptions(language=args.language, beam_size=args.beam_size))
+        audio = service.decode(args.audio)
         report = simulate_stream(
             service, args.model, audio, options, args.min_chunk, args.trim, realtime=not args.no_realtime, on_step=show
         )

@@ -28,7 +28,7 @@ import soxr
 
 from explorer.types import SAMPLE_RATE
 
-__all__ = ["Audio", "AudioError", "AudioSource", "load_audio", "normalise"]
+__all__ = ["Audio", "AudioError", "AudioSource", "load_audio", "to_mono_16k"]
 
 # Limits messages speak in MB = 2**20 bytes: callers pass max_bytes = MAX_UPLOAD_MB * 2**20.
 _MB = 1 << 20
@@ -106,7 +106,7 @@ def load_audio(
     raise TypeError(f"load_audio() cannot read a {type(source).__name__}")
 
 
-def normalise(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, list[str]]:
+def to_mono_16k(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, list[str]]:
     """Samples of any dtype, shape (n,) or (n, channels), at any rate -> 16 kHz mono float32.
 
     Integer PCM is scaled to [-1, 1], channels are averaged, NaN/inf become 0 and values outside

@@ -29,13 +29,13 @@ import threading
 import time
 import zipfile
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar
 
 from explorer import catalog, formats
-from explorer.audio import Audio, AudioError, load_audio
+from explorer.audio import Audio, AudioError
 from explorer.config import Settings
 from explorer.jobs import (
     FINISHED, MAX_ATTEMPTS, AudioSpool, Job, JobStore, NewJob, Spool, WorkerInfo, crashed_error, new_token, open_store,
@@ -46,7 +46,7 @@ from explorer.types import TranscribeOptions, Transcription
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int, str], None]
+FileProgressFn = Callable[[int, int, str], None]
 T = TypeVar("T")
 MAX_BACKOFF_SECONDS = 5.0  # the longest wait between tries while the store is unreachable
 # Audio with no job is an orphan only once it is this old: a submission spools each file's audio as
@@ -228,16 +228,13 @@ class BatchRunner:
         files: Sequence[str | Path],
         model: str,
         options: TranscribeOptions,
-        progress: Optional[ProgressFn] = None,
+        progress: Optional[FileProgressFn] = None,
     ) -> Submission:
         """Queue one job per file. A new token is made when none is given. Model and options are
         checked first, so a bad request queues nothing."""
         if not files:
             raise JobError("no files: upload one or more audio files")
-        spec = catalog.get(model)
-        if self.service.availability[model].status == "unavailable":
-            raise JobError(f"{spec.name} is unavailable: {self.service.availability[model].reason}")
-        self.service.fit_options(spec, options)  # raises on a language the model does not know
+        self._check(model, options)
         token = token or new_token()
         session = session_key(token)
         new = []
@@ -249,10 +246,17 @@ class BatchRunner:
         self._notify()
         return Submission(token, jobs[0].batch, jobs)
 
-    def _spooled(self, path: Path, model: str, options: TranscribeOptions) -> NewJob:
-        max_bytes = int(self.settings.max_upload_mb * (1 << 20))
+    def _check(self, model: str, options: TranscribeOptions) -> TranscribeOptions:
+        """The service's check, before anything is queued: an unknown or unavailable model is a
+        JobError, options the model cannot take a ValueError."""
         try:
-            audio = load_audio(path, max_seconds=self.settings.max_audio_seconds, max_bytes=max_bytes)
+            return self.service.check(model, options)[1]
+        except ModelError as exc:
+            raise JobError(str(exc)) from None
+
+    def _spooled(self, path: Path, model: str, options: TranscribeOptions) -> NewJob:
+        try:
+            audio = self.service.decode(path)
         except AudioError as exc:
             return NewJob(path.name, model, options, 0.0, error=str(exc))
         job = NewJob(path.name, model, options, audio.duration)
@@ -518,8 +522,7 @@ class BatchRunner:
         """Run a job's audio again, with its own model or another, as a new job at the back of the queue."""
         old = self.job(token, job_id)
         model = model or old.model
-        spec = catalog.get(model)
-        options, _ = self.service.fit_options(spec, replace(old.options))
+        options = self._check(model, old.options)
         if not self.spool.exists(old.id):
             raise JobError(f"job {job_id!r} has no audio to resubmit (it failed before decoding)")
         new = NewJob(old.filename, model, options, old.audio_seconds)

@@ -28,14 +28,14 @@ QWEN_LANGUAGES = tuple(
 GRANITE_LANGUAGES = ("en", "fr", "de", "es", "pt", "ja")
 COHERE_LANGUAGES = ("en", "fr", "de", "it", "es", "pt", "el", "nl", "pl", "ar", "vi", "zh", "ja", "ko")
 
-Engine = Literal["faster-whisper", "transformers", "onnx", "granite", "cohere", "qwen-asr"]
+EngineName = Literal["faster-whisper", "transformers", "onnx", "granite", "cohere", "qwen-asr"]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     key: str
     name: str
-    engine: Engine
+    engine: EngineName
     hub_repo: Optional[str]  # where the weights live on the Hub (None: packaged only)
     packaged: Optional[str] = None  # explorer.zoo entry holding the same weights offline
     languages: tuple[str, ...] = ("en",)
@@ -62,7 +62,7 @@ class ModelSpec:
         return "; ".join(parts)
 
 
-def _whisper(size: str, mb: int, *, key: str, runtime: str, engine: Engine, hub_repo: str, **extra) -> ModelSpec:
+def _whisper(size: str, mb: int, *, key: str, runtime: str, engine: EngineName, hub_repo: str, **extra) -> ModelSpec:
     """A Whisper checkpoint in one runtime: English-only sizes (".en") neither detect nor translate."""
     english = size.endswith(".en")
     return ModelSpec(

@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from explorer import catalog, environment, metrics, vad
-from explorer.audio import Audio
+from explorer.audio import Audio, AudioSource, load_audio
 from explorer.config import Settings
 from explorer.engines import Engine, LanguageInfo, Runtime, load_engine
 from explorer.types import Emission, RunEnvironment, Segment, Token, TranscribeOptions, Transcription
@@ -283,10 +283,15 @@ class ModelService:
 
                 torch.cuda.empty_cache()
 
-    def _load(self, spec: catalog.ModelSpec, progress: Optional[ProgressFn]) -> LoadedModel:
+    def _available(self, spec: catalog.ModelSpec) -> catalog.Availability:
+        """The one place that decides whether a model can run here at all."""
         avail = self.availability[spec.key]
         if avail.status == "unavailable":
             raise ModelError(f"{spec.name} is unavailable: {avail.reason}")
+        return avail
+
+    def _load(self, spec: catalog.ModelSpec, progress: Optional[ProgressFn]) -> LoadedModel:
+        avail = self._available(spec)
         start = time.perf_counter()
         weights = self._download(spec, progress) if avail.status == "downloadable" else avail.weights
         device = resolve_device(self.settings.device, spec.engine)
@@ -354,8 +359,30 @@ class ModelService:
         with self.checkout(key):
             pass
 
+    # -- the request path: check, decode, run ----------------------------------------------------
+    def check(self, key: str, options: TranscribeOptions = TranscribeOptions()) -> tuple[catalog.ModelSpec, TranscribeOptions, list[str]]:
+        """Whether this model can take this request, before anything runs: the model is known and
+        available here (else ModelError), and the options fit it (else ValueError). Returns the
+        options as they will be used and what had to be ignored to get there."""
+        try:
+            spec = catalog.get(key)
+        except KeyError as exc:
+            raise ModelError(str(exc).strip("'\"")) from None
+        self._available(spec)
+        options, warnings = self._fit_options(spec, options)
+        return spec, options, warnings
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.settings.max_upload_mb * (1 << 20))
+
+    def decode(self, source: AudioSource, name: Optional[str] = None) -> Audio:
+        """Audio from anything a request can send, within the settings' limits (MAX_UPLOAD_MB,
+        MAX_AUDIO_SECONDS); AudioError with a user-facing message otherwise."""
+        return load_audio(source, max_seconds=self.settings.max_audio_seconds, max_bytes=self.max_upload_bytes, name=name)
+
     # -- running -----------------------------------------------------------------------------
-    def fit_options(self, spec: catalog.ModelSpec, options: TranscribeOptions) -> tuple[TranscribeOptions, list[str]]:
+    def _fit_options(self, spec: catalog.ModelSpec, options: TranscribeOptions) -> tuple[TranscribeOptions, list[str]]:
         """Check options against the model; say plainly what had to be ignored."""
         warnings = []
         if options.language:
@@ -381,8 +408,7 @@ class ModelService:
         progress: Optional[ProgressFn] = None,
         interactive: bool = True,
     ) -> Iterator[Update]:
-        spec = catalog.get(key)
-        options, warnings = self.fit_options(spec, options)
+        spec, options, warnings = self.check(key, options)
         warnings = list(audio.warnings) + warnings
         with self.slots.hold(interactive), self.checkout(key, progress) as (model, load_seconds):
             engine = model.engine
@@ -460,8 +486,7 @@ class ModelService:
     ) -> list[Transcription]:
         """Batch work (lower priority than interactive requests): files that can share one
         batched model call do; the rest run one by one. Results are in the order given."""
-        spec = catalog.get(key)
-        options, warnings = self.fit_options(spec, options)
+        spec, options, warnings = self.check(key, options)
         with self.slots.hold(interactive=False):
             with self.checkout(key) as (model, load_seconds):
                 together = [i for i, a in enumerate(audios) if self.batchable(model.engine, a, options)]

@@ -215,7 +215,7 @@ def test_compare_names_an_unknown_model_and_the_server_keeps_serving(app, clips)
 
 
 def test_worker_status_shows_what_runs_but_not_other_sessions_job_ids():
-    from explorer.ui.batch import running_summary
+    from explorer.ui.widgets import running_summary
 
     assert running_summary("") == ""
     assert running_summary("faster-whisper/tiny.en: Ab_1, c-D2") == "faster-whisper/tiny.en (2 jobs)"

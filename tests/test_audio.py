@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 import explorer.audio as audio_mod
-from explorer.audio import Audio, AudioError, load_audio, normalise
+from explorer.audio import Audio, AudioError, load_audio, to_mono_16k
 from explorer.types import SAMPLE_RATE
 
 SPEECH_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -247,7 +247,7 @@ def test_bad_sample_rates(rate, words):
     with pytest.raises(AudioError, match=words):
         load_audio((rate, np.zeros(1600, np.int16)))
     with pytest.raises(AudioError, match=words):
-        normalise(np.zeros(1600, np.float32), rate)
+        to_mono_16k(np.zeros(1600, np.float32), rate)
 
 
 @pytest.mark.parametrize("field, value", [("rate", 0), ("channels", 0)])
@@ -416,7 +416,7 @@ def test_out_of_range_float_samples_are_clipped_with_a_warning():
 def test_normalise_is_pure():
     x = np.array([np.nan, 2.0, 0.5] * 1000, np.float32)
     before = x.copy()
-    out, warnings = normalise(x, 16000)
+    out, warnings = to_mono_16k(x, 16000)
     np.testing.assert_array_equal(x, before)  # the caller's array is untouched
     assert out.tolist()[:3] == [0.0, 1.0, 0.5] and len(warnings) == 2
     assert isinstance(warnings, list)

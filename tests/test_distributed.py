@@ -208,12 +208,13 @@ def test_rows_gathered_in_any_order_come_out_in_dataset_order_with_each_models_w
     from explorer.distributed import LOST, RayRow, gathered
     from explorer.evaluate import _failure, _result
 
-    utts = [Utterance(f"u{i}", b"", "a b c") for i in range(3)]
+    # Real words: the leaderboard's normaliser joins runs of single letters ("a b c" -> "abc").
+    utts = [Utterance(f"u{i}", b"", "the cat sat") for i in range(3)]
     arrived = [
-        RayRow(2, _result("m2", utts[2], "a b c", 1.0, 0.5, "en"), "n1", 4.0),
+        RayRow(2, _result("m2", utts[2], "the cat sat", 1.0, 0.5, "en"), "n1", 4.0),
         RayRow(1, _failure("m1", utts[1], LOST), "", 9.0),
-        RayRow(0, _result("m1", utts[0], "a b", 1.0, 0.5, "en"), "n2", 3.0),
-        RayRow(0, _result("m2", utts[0], "a b c", 1.0, 0.5, "en"), "n1", 2.0),
+        RayRow(0, _result("m1", utts[0], "the cat", 1.0, 0.5, "en"), "n2", 3.0),
+        RayRow(0, _result("m2", utts[0], "the cat sat", 1.0, 0.5, "en"), "n1", 2.0),
     ]
     run = gathered(["m1", "m2"], arrived)
     assert list(zip(run.rows["model"], run.rows["id"])) == [("m1", "u0"), ("m1", "u1"), ("m2", "u0"), ("m2", "u2")]

@@ -50,10 +50,12 @@ def test_a_cold_calls_processing_excludes_the_model_load(offline_settings, long_
     fresh = ModelService(offline_settings, online=False)
     clip = audio(long_speech)
     cold = fresh.transcribe(TINY, clip).metrics
-    warm = [fresh.transcribe(TINY, clip).metrics for _ in range(2)]
+    warm = [fresh.transcribe(TINY, clip).metrics for _ in range(3)]
     assert cold.load_seconds > 0 and all(w.load_seconds == 0.0 for w in warm)
-    warm_processing = min(w.processing_seconds for w in warm)
-    assert cold.processing_seconds == pytest.approx(warm_processing, rel=0.30), (cold, warm)
+    # Within 30 % of the warm runs' range (the machine's noise shows in that range): a load of
+    # ~0.6 s leaking into ~1.2 s of processing would be +50 %.
+    seconds = [w.processing_seconds for w in warm]
+    assert 0.7 * min(seconds) <= cold.processing_seconds <= 1.3 * max(seconds), (cold, warm)
 
 
 def _read(updates, pause: float):
@@ -66,19 +68,22 @@ def _read(updates, pause: float):
 
 def test_a_slow_reader_does_not_change_the_timing(service, long_speech):
     """Emission times belong to the producer: reading a token stream (transformers tiny.en, 27 s
-    of speech, ~100 tokens) while sleeping 50 ms per update gives the same processing, TTFT and
-    ITL as reading it at once, within 5 % (medians of 3 alternating runs). Timed at the reader,
-    the sleeps (~5 s) would be billed to processing and ITL, a multiple of the real figures."""
+    of speech, 85 tokens) while sleeping 50 ms per update gives the same processing, TTFT and
+    ITL as reading it at once, within 5 %. Timed at the reader, the sleeps (~4 s) would be billed
+    to processing and ITL: the reader-timed code gave 5.1 s against 2.7 s.
+    Each figure is the best of 5 alternating runs: on a shared 2-core machine noise only adds
+    time (TTFT, ~0.4 s, varied by 9 % between medians of 3 in CI), and the bias looked for would
+    show in every run, the best included."""
     key = "transformers/whisper-tiny.en"
     clip, options = audio(long_speech), TranscribeOptions(language="en")
     service.transcribe(key, clip, options)  # warm-up (load, first-call allocations)
     fast, slow = [], []
-    for _ in range(3):
+    for _ in range(5):
         fast.append(_read(service.stream(key, clip, options), 0.0))
         slow.append(_read(service.stream(key, clip, options), 0.05))
     assert min(m.emissions for m in fast) >= 50  # enough tokens for 50 ms each to matter
     for name in ("processing_seconds", "ttft_seconds", "itl_seconds"):
-        a, b = (float(np.median([getattr(m, name) for m in runs])) for runs in (fast, slow))
+        a, b = (min(getattr(m, name) for m in runs) for runs in (fast, slow))
         assert b == pytest.approx(a, rel=0.05), (name, fast, slow)
 
 
@@ -227,3 +232,28 @@ def test_engines_without_their_own_vad_are_gated_on_silence(service):
     """transformers Whisper (the rebuilt tiny.en) has no VAD: the service's Silero gate answers."""
     result = service.transcribe("transformers/whisper-tiny.en", audio(np.zeros(16000 * 3)))
     assert result.text == "" and any("no speech detected" in w for w in result.warnings)
+
+
+def test_check_decides_model_and_options_before_anything_runs(service):
+    """One place decides whether a request can run: unknown and unavailable models are
+    ModelErrors, options a model cannot take ValueErrors, ignored options warnings."""
+    spec, options, warnings = service.check(TINY, TranscribeOptions(language="de", task="translate"))
+    assert spec.key == TINY and options.language == "en" and options.task == "transcribe" and len(warnings) == 2
+    with pytest.raises(ModelError, match="unknown model 'no/such'"):
+        service.check("no/such")
+    offline_hub_model = next(m.key for m in catalog.MODELS if service.availability[m.key].status == "unavailable")
+    with pytest.raises(ModelError, match="is unavailable"):
+        service.check(offline_hub_model)
+    with pytest.raises(ValueError, match="does not support language 'xx'"):
+        service.check(BASE, TranscribeOptions(language="xx"))
+
+
+def test_decode_applies_the_settings_limits(offline_settings, clips, tmp_path):
+    small = ModelService(replace(offline_settings, max_upload_mb=0.01, max_audio_seconds=2.0), online=False)
+    from explorer.audio import AudioError
+
+    with pytest.raises(AudioError, match="MB"):
+        small.decode(str(clips[0].path))  # larger than 10 kB
+    with pytest.raises(AudioError, match="MAX_AUDIO_SECONDS"):
+        small.decode(np.zeros(16000 * 3, dtype=np.float32))
+    assert small.decode(np.zeros(16000, dtype=np.float32)).duration == pytest.approx(1.0)

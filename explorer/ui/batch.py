@@ -15,9 +15,9 @@ import gradio as gr
 import pandas as pd
 
 from explorer.batch import BatchRunner, JobError, finished, job_row
-from explorer.jobs import Job, WorkerInfo
+from explorer.jobs import Job
 from explorer.service import ModelService
-from explorer.ui.transcribe import language_choices, make_options, model_choices
+from explorer.ui.widgets import language_choices, make_options, model_choices, user_error, worker_records, reachable_workers
 
 TABLE_COLUMNS = ["file", "status", "model", "audio_seconds", "rtfx", "seconds", "batch_size", "error", "id", "environment"]
 WORKER_COLUMNS = ["worker", "host", "pid", "models_loaded", "jobs_done", "running", "up_seconds", "seen_seconds_ago"]
@@ -40,40 +40,6 @@ def jobs_frame(jobs: list[Job]) -> pd.DataFrame:
     return pd.DataFrame([job_row(j) for j in jobs], columns=TABLE_COLUMNS)
 
 
-def running_summary(current: str) -> str:
-    """What a worker runs, without the job ids (they belong to other users' sessions):
-    "model: id1, id2; other: id3" -> "model (2 jobs); other (1 job)"."""
-    parts = []
-    for part in filter(None, current.split("; ")):
-        model, _, ids = part.rpartition(": ")
-        n = len(ids.split(", "))
-        parts.append(f"{model} ({n} job{'s' if n > 1 else ''})")
-    return "; ".join(parts)
-
-
-def worker_records(workers: list[WorkerInfo], now: float) -> list[dict]:
-    """Each worker taking jobs from this store (this app's own and standalone ones, any host)."""
-    return [
-        {
-            "worker": w.id, "host": w.host, "pid": w.pid, "models_loaded": ", ".join(w.models), "jobs_done": w.jobs_done,
-            "running": running_summary(w.current), "up_seconds": round(now - w.started_at),
-            "seen_seconds_ago": round(now - w.last_seen, 1),
-        }
-        for w in workers
-    ]  # fmt: skip
-
-
-def reachable_workers(runner: BatchRunner) -> tuple[list[WorkerInfo], str]:
-    """The store's workers, and why they could not be read ("" when they could): the page keeps
-    working while the store is down or refuses this server's credentials."""
-    try:
-        return runner.workers(), ""
-    except runner.store.refused:
-        return [], "the job store refuses this server's credentials (check JOB_STORE)"
-    except runner.store.transient:
-        return [], "the job store cannot be reached right now; workers keep retrying"
-
-
 def progress_markdown(counts: dict[str, int]) -> str:
     total = sum(counts.values())
     if not total:
@@ -81,10 +47,6 @@ def progress_markdown(counts: dict[str, int]) -> str:
     done = counts["completed"] + counts["failed"] + counts["cancelled"]
     parts = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
     return f"**{done} / {total} finished** ({parts})"
-
-
-def _user_error(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc).strip("'\""))
 
 
 def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
@@ -98,7 +60,7 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         try:
             sub = runner.submit(token or None, [getattr(f, "name", f) for f in files or []], model, options, report)
         except errors as exc:
-            raise _user_error(exc) from exc
+            raise user_error(exc) from exc
         return {"token": sub.token, "batch": sub.batch, "jobs": [job_row(j) for j in sub.jobs]}
 
     def watch_batch(token, batch, progress=gr.Progress()):
@@ -108,7 +70,7 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
             try:
                 counts, jobs = runner.counts(token, batch), runner.jobs(token, batch)
             except errors as exc:
-                raise _user_error(exc) from exc
+                raise user_error(exc) from exc
             done = counts["completed"] + counts["failed"] + counts["cancelled"]
             progress((done, sum(counts.values())), desc="batch", unit="files")
             if counts != last:
@@ -123,7 +85,7 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         try:
             return {"counts": runner.counts(token, batch), "jobs": [job_row(j) for j in runner.jobs(token, batch)]}
         except errors as exc:
-            raise _user_error(exc) from exc
+            raise user_error(exc) from exc
 
     def get_job(token, job_id):
         """One job in full (transcript, segments, metrics) and its audio."""
@@ -132,14 +94,14 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
             audio = runner.audio_copy(token, job.id)  # Gradio serves it from its cache
             return job.to_dict(), str(audio) if audio else None
         except errors as exc:
-            raise _user_error(exc) from exc
+            raise user_error(exc) from exc
 
     def cancel_job(token: str, job_id: str) -> dict:
         """Cancel a queued job."""
         try:
             return job_row(runner.cancel(token, job_id))
         except errors as exc:
-            raise _user_error(exc) from exc
+            raise user_error(exc) from exc
 
     def delete_job(token: str, job_id: str) -> dict:
         """Delete a job and its audio; job_id "*" deletes every job of the session."""
@@ -149,21 +111,21 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
             runner.delete(token, job_id)
             return {"deleted": 1}
         except errors as exc:
-            raise _user_error(exc) from exc
+            raise user_error(exc) from exc
 
     def resubmit(token: str, job_id: str, model: str = "") -> dict:
         """Run a job's audio again as a new job, with its model or the one given."""
         try:
             return job_row(runner.resubmit(token, job_id, model or None))
         except errors as exc:
-            raise _user_error(exc) from exc
+            raise user_error(exc) from exc
 
     def export_jobs(token, batch):
         """This session's jobs as jobs.csv, jobs.json and srt.zip."""
         try:
             return [str(p) for p in runner.export(token, Path(tempfile.mkdtemp(prefix="jobs-")), batch or None)]
         except errors as exc:
-            raise _user_error(exc) from exc
+            raise user_error(exc) from exc
 
     # -- layout ------------------------------------------------------------------------------
     token = gr.BrowserState("", storage_key="open-asr-explorer-session", secret=browser_secret(settings.data_dir))
@@ -236,7 +198,7 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         try:
             return progress_markdown(runner.counts(token)), jobs_frame(runner.jobs(token))
         except errors as exc:
-            raise _user_error(exc) from exc
+            raise user_error(exc) from exc
 
     def ui_submit(files, folder, model, language, task, beam_size, word_timestamps, vad_filter, token, progress=gr.Progress()):
         chosen = list(files or []) + [f for f in folder or [] if Path(f).is_file()]

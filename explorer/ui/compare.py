@@ -13,14 +13,23 @@ from typing import Optional, Sequence
 import gradio as gr
 import pandas as pd
 
-from explorer import catalog
-from explorer.audio import Audio, AudioError, load_audio
+from explorer.audio import Audio, AudioError
 from explorer.compare import REFERENCE, Comparison, compare
 from explorer.scoring import AlignedWord
 from explorer.service import ModelError, ModelService
 from explorer.types import TranscribeOptions, Transcription
-from explorer.ui.browser import BrowserResults, as_transcription, browser_component
-from explorer.ui.transcribe import AUTO, SAMPLES, make_options, metric_cards, model_choices, warnings_markdown
+from explorer.ui.widgets import (
+    AUTO,
+    SAMPLES,
+    BrowserResults,
+    as_transcription,
+    browser_component,
+    error_message,
+    make_options,
+    metric_cards,
+    model_choices,
+    warnings_markdown,
+)
 
 MAX_MODELS = 6
 DEFAULT_MODELS = ("faster-whisper/tiny.en", "faster-whisper/base")
@@ -38,15 +47,16 @@ TABLE_HEADERS = {
 }  # fmt: skip
 PLOT_COLUMNS = ["model", "rtfx", "wer"]
 EMPTY_TABLE = pd.DataFrame(columns=[TABLE_HEADERS.get(c, c) for c in TABLE_COLUMNS])
-USER_ERRORS = (AudioError, ModelError, ValueError, KeyError)
+USER_ERRORS = (AudioError, ModelError, ValueError)
 
 
 @dataclass(frozen=True)
 class Request:
-    """What one press of Compare asked for; the slots read their model from it."""
+    """What one press of Compare asked for, the audio decoded once for every slot."""
 
     models: tuple[str, ...]
     options: TranscribeOptions
+    audio: Audio
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,19 +92,11 @@ def selected_models(models) -> list[str]:
     return keys
 
 
-def error_message(exc: Exception) -> str:
-    return str(exc).strip("'\"")
-
-
 def check_models(service: ModelService, keys: Sequence[str], options: TranscribeOptions) -> None:
     """Fail before running anything: every key known, available and able to take the options."""
     for key in keys:
         try:
-            spec = catalog.get(key)
-            avail = service.availability[key]
-            if avail.status == "unavailable":
-                raise ModelError(f"{spec.name} is unavailable: {avail.reason}")
-            service.fit_options(spec, options)
+            service.check(key, options)
         except USER_ERRORS as exc:
             raise gr.Error(f"{key}: {error_message(exc)}") from exc
 
@@ -164,7 +166,7 @@ def write_exports(c: Comparison) -> list[str]:
     return [str(csv), str(js)]
 
 
-def summary(request: Optional[Request], reference: str, against: Optional[str], results: Sequence[Optional[Transcription]],
+def comparison_so_far(request: Optional[Request], reference: str, against: Optional[str], results: Sequence[Optional[Transcription]],
             price_per_hour: Optional[float] = None):  # fmt: skip
     """The comparison of the finished slots, and a note while the chosen pivot model has no result."""
     done = [r for r in results if r is not None]
@@ -178,13 +180,9 @@ def summary(request: Optional[Request], reference: str, against: Optional[str], 
 
 # -- the tab --------------------------------------------------------------------------------------
 def build_compare(service: ModelService, settings, browser_results: BrowserResults) -> None:
-    max_bytes = int(settings.max_upload_mb * 1024 * 1024)
     choices = model_choices(service)
     known = {key for _, key in choices}
     ready = [k for k in DEFAULT_MODELS if k in known and service.availability[k].status == "ready"]
-
-    def decode(audio) -> Audio:
-        return load_audio(audio, max_seconds=settings.max_audio_seconds, max_bytes=max_bytes)
 
     with gr.Row():
         with gr.Column(scale=2):
@@ -241,7 +239,12 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
         if audio is None:
             raise gr.Error("No audio: upload a file or record from the microphone.")
         keys = selected_models(models)
-        out = {request: Request(tuple(keys), make_options(language, "transcribe", beam_size, False, vad_filter))}
+        options = make_options(language, "transcribe", beam_size, False, vad_filter)
+        try:
+            decoded = service.decode(audio)  # once, for every model of the request
+        except AudioError as exc:
+            raise gr.Error(error_message(exc)) from exc
+        out = {request: Request(tuple(keys), options, decoded)}
         for i, slot in enumerate(slots):
             out.update(slot.reset(keys[i] if i < len(keys) else None))
         return out
@@ -249,16 +252,15 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
     def slot_runner(i: int):
         slot = slots[i]
 
-        def run(audio, request, progress=gr.Progress()):
+        def run(request, progress=gr.Progress()):
             """Run the request's i-th model, streaming its transcript into slot i; errors stay in the slot."""
             if request is None or i >= len(request.models):
                 yield gr.skip()
                 return
             key = request.models[i]
             try:
-                decoded = decode(audio)
                 report = lambda frac, desc: progress(frac, desc=desc)  # noqa: E731
-                for update in service.stream(key, decoded, request.options, progress=report):
+                for update in service.stream(key, request.audio, request.options, progress=report):
                     t = update.result
                     if t is None:
                         yield {slot.transcript: update.text}
@@ -274,8 +276,8 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
 
         return run
 
-    def summarise(request, reference, against, *results):
-        c, waiting = summary(request, reference, against, results, settings.device_price_per_hour)
+    def show_comparison(request, reference, against, *results):
+        c, waiting = comparison_so_far(request, reference, against, results, settings.device_price_per_hour)
         return {
             table: table_frame(c),
             pending: waiting,
@@ -303,7 +305,7 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
         if against not in (None, "", REFERENCE) and against not in keys:
             raise gr.Error(f"against {against!r}: name 'reference' or one of the compared models")
         try:
-            decoded = decode(audio)
+            decoded = service.decode(audio)
         except AudioError as exc:
             raise gr.Error(error_message(exc)) from exc
         results = []
@@ -321,7 +323,7 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
     )  # fmt: skip
     for i, slot in enumerate(slots):
         started.success(
-            slot_runner(i), [audio, request], [slot.transcript, slot.status, slot.cards, slot.result],
+            slot_runner(i), [request], [slot.transcript, slot.status, slot.cards, slot.result],
             api_visibility="private", concurrency_id="models", concurrency_limit=settings.num_workers,
         )  # fmt: skip
     # Gradio 6.17 keeps a Dataframe's rendered rows and a plot's colour domain from their first
@@ -331,7 +333,7 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
         lambda: (EMPTY_TABLE, None), None,
         [table, plot], api_visibility="private", queue=False, trigger_mode="always_last",
     ).then(
-        summarise, [request, reference, against, *[s.result for s in slots], browser_result],
+        show_comparison, [request, reference, against, *[s.result for s in slots], browser_result],
         [table, pending, aligned, note, plot, exports, answer], api_visibility="private", queue=False,
     )  # fmt: skip
     if in_browser is not None:

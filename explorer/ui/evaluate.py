@@ -33,7 +33,7 @@ from explorer.evaluate import (
 )
 from explorer.service import ModelService
 from explorer.types import TranscribeOptions
-from explorer.ui.transcribe import model_choices
+from explorer.ui.widgets import model_choices, user_error
 
 LEADERBOARD_COLUMNS = [
     "model", "wer", "cer", "rtfx", "utterances", "failed", "reference_words", "substitutions", "deletions",
@@ -97,7 +97,7 @@ def build_evaluate(service: ModelService, settings) -> None:
             utterances = gather(files, hub_dataset or "", config or "", split or "", limit, probe)
             options = TranscribeOptions(language=language or None, beam_size=int(beam_size or 1), vad_filter=bool(vad_filter))
         except (DatasetError, KeyError, ValueError) as exc:
-            raise gr.Error(str(exc).strip("'\"")) from exc
+            raise user_error(exc) from exc
         meta = {
             "data": hub_dataset or [Path(f).name for f in files or []],
             "models": list(models),

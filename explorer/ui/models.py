@@ -10,7 +10,7 @@ import pandas as pd
 from explorer.batch import BatchRunner
 from explorer.config import store_kind
 from explorer.service import ModelService
-from explorer.ui.batch import reachable_workers, worker_records
+from explorer.ui.widgets import reachable_workers, worker_records
 
 COLUMNS = ["key", "name", "engine", "status", "reason", "source", "gated", "trust_remote_code"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -10,23 +9,21 @@ from typing import Optional
 import gradio as gr
 import pandas as pd
 
-from explorer import catalog, formats, metrics
-from explorer.audio import AudioError, load_audio
+from explorer import catalog, formats
+from explorer.audio import AudioError
 from explorer.service import ModelError, ModelService
-from explorer.types import Transcription, TranscribeOptions
+from explorer.types import Transcription
+from explorer.ui.widgets import (
+    SAMPLES,
+    language_choices,
+    make_options,
+    metric_cards,
+    model_choices,
+    user_error,
+    warnings_markdown,
+)
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-AUTO = "auto"
 SEGMENT_COLUMNS = ["start", "end", "text"]
-
-
-def model_choices(service: ModelService) -> list[tuple[str, str]]:
-    return [(f"{m['name']}  ({service.availability[m['key']].label})", m["key"]) for m in service.models()]
-
-
-def language_choices(key: str) -> list[str]:
-    spec = catalog.get(key)
-    return [AUTO, *spec.languages] if spec.multilingual else list(spec.languages)
 
 
 def describe_model(service: ModelService, key: str) -> str:
@@ -39,43 +36,6 @@ def describe_model(service: ModelService, key: str) -> str:
     if spec.trust_remote_code:
         lines.append("Runs the repo's own code (`trust_remote_code`, allow-listed ids only).")
     return "  \n".join(lines)
-
-
-NOT_STREAMED = "not streamed (beam search)"
-
-
-def environment_line(t: Optional[Transcription]) -> str:
-    """The run environment as a details line: results compare only where it is the same."""
-    env = t.environment if t else None
-    return "" if env is None else f"<div class='metric-help run-environment'>Run on: {html.escape(env.label())}</div>"
-
-
-def metric_cards(t: Optional[Transcription], price_per_hour: Optional[float] = None) -> str:
-    if t is None:
-        return ""
-    m = t.metrics
-
-    def fmt(v, unit="s", digits=3):
-        return "–" if v is None else f"{v:.{digits}f} {unit}".strip()
-
-    timing = (lambda v: fmt(v)) if m.streamed else (lambda v: NOT_STREAMED)
-    cards = [
-        ("TTFT", timing(m.ttft_seconds), "request start → first " + m.itl_unit),
-        ("ITL", timing(m.itl_seconds), f"mean gap between {m.itl_unit}s ({m.emissions})"),
-        ("RTFx", fmt(m.rtfx, "×", 1), "audio seconds / processing seconds"),
-        ("Processing", fmt(m.processing_seconds), f"for {m.audio_seconds:.2f} s of audio"),
-        ("Load", fmt(m.load_seconds), "model load in this request (0 = cached)"),
-        ("Language", t.language or "–", ""),
-    ]
-    cost = metrics.cost_per_audio_hour(price_per_hour, m.rtfx)
-    if cost is not None:
-        cards.append(("Cost / audio hour", f"${cost:.4f}", f"at ${price_per_hour:g}/h (DEVICE_PRICE_PER_HOUR) / RTFx"))
-    body = "".join(
-        f"<div class='metric'><div class='metric-name'>{name}</div><div class='metric-value'>{value}</div>"
-        f"<div class='metric-help'>{help_}</div></div>"
-        for name, value, help_ in cards
-    )
-    return f"<div class='metric-cards'>{body}</div>{environment_line(t)}"
 
 
 def segments_frame(t: Optional[Transcription]) -> pd.DataFrame:
@@ -94,26 +54,7 @@ def write_downloads(t: Transcription) -> list[str]:
     return paths
 
 
-def warnings_markdown(warnings) -> str:
-    return "\n".join(f"⚠️ {w}" for w in warnings)
-
-
-def make_options(language: Optional[str], task: str, beam_size: float, word_timestamps: bool, vad_filter: bool) -> TranscribeOptions:
-    try:
-        return TranscribeOptions(
-            language=None if not language or language == AUTO else language,
-            task=task or "transcribe",
-            beam_size=int(beam_size or 1),
-            word_timestamps=bool(word_timestamps),
-            vad_filter=True if vad_filter is None else bool(vad_filter),
-        )
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
-
-
 def build_transcribe(service: ModelService, settings) -> None:
-    max_bytes = int(settings.max_upload_mb * 1024 * 1024)
-
     def updates(audio, model, language, task, beam_size, word_timestamps, vad_filter, progress=None):
         """Validate the request and stream the service's updates; errors become gr.Error."""
         if audio is None:
@@ -122,12 +63,13 @@ def build_transcribe(service: ModelService, settings) -> None:
             raise gr.Error("Pick a model.")
         options = make_options(language, task, beam_size, word_timestamps, vad_filter)
         try:
-            decoded = load_audio(audio, max_seconds=settings.max_audio_seconds, max_bytes=max_bytes)
+            service.check(model, options)  # before decoding: a request that cannot run fails at once
+            decoded = service.decode(audio)
             for w in decoded.warnings:
                 gr.Warning(w)
             yield from service.stream(model, decoded, options, progress=progress)
-        except (AudioError, ModelError, ValueError, KeyError) as exc:
-            raise gr.Error(str(exc).strip("'\"")) from exc
+        except (AudioError, ModelError, ValueError) as exc:
+            raise user_error(exc) from exc
 
     def run(audio, model, language, task, beam_size, word_timestamps, vad_filter, progress=gr.Progress()):
         """Stream a transcription: the text grows as the model emits; the last update has everything."""

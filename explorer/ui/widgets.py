@@ -1,0 +1,228 @@
+"""What the tabs share: choices, option parsing, metric cards, error messages, the browser
+component and its results, the batch workers' status. Tabs import this module, never each other.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Optional
+
+import gradio as gr
+from gradio_browser_asr import BrowserASR, BrowserModel, assets_missing
+
+from explorer import catalog, metrics
+from explorer.batch import BatchRunner
+from explorer.config import Settings
+from explorer.jobs import WorkerInfo
+from explorer.service import ModelService
+from explorer.types import Metrics, TranscribeOptions, Transcription
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+AUTO = "auto"
+
+
+def user_error(exc: Exception) -> gr.Error:
+    """A user-facing error from a service exception (KeyError's repr quotes stripped)."""
+    return gr.Error(error_message(exc))
+
+
+def error_message(exc: Exception) -> str:
+    return str(exc).strip("'\"")
+
+
+# -- models and options -----------------------------------------------------------------------
+def model_choices(service: ModelService) -> list[tuple[str, str]]:
+    return [(f"{m['name']}  ({service.availability[m['key']].label})", m["key"]) for m in service.models()]
+
+
+def language_choices(key: str) -> list[str]:
+    spec = catalog.get(key)
+    return [AUTO, *spec.languages] if spec.multilingual else list(spec.languages)
+
+
+def warnings_markdown(warnings) -> str:
+    return "\n".join(f"⚠️ {w}" for w in warnings)
+
+
+def make_options(language: Optional[str], task: str, beam_size: float, word_timestamps: bool, vad_filter: bool) -> TranscribeOptions:
+    try:
+        return TranscribeOptions(
+            language=None if not language or language == AUTO else language,
+            task=task or "transcribe",
+            beam_size=int(beam_size or 1),
+            word_timestamps=bool(word_timestamps),
+            vad_filter=True if vad_filter is None else bool(vad_filter),
+        )
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+NOT_STREAMED = "not streamed (beam search)"
+
+
+def environment_line(t: Optional[Transcription]) -> str:
+    """The run environment as a details line: results compare only where it is the same."""
+    env = t.environment if t else None
+    return "" if env is None else f"<div class='metric-help run-environment'>Run on: {html.escape(env.label())}</div>"
+
+
+def metric_cards(t: Optional[Transcription], price_per_hour: Optional[float] = None) -> str:
+    if t is None:
+        return ""
+    m = t.metrics
+
+    def fmt(v, unit="s", digits=3):
+        return "–" if v is None else f"{v:.{digits}f} {unit}".strip()
+
+    timing = (lambda v: fmt(v)) if m.streamed else (lambda v: NOT_STREAMED)
+    cards = [
+        ("TTFT", timing(m.ttft_seconds), "request start → first " + m.itl_unit),
+        ("ITL", timing(m.itl_seconds), f"mean gap between {m.itl_unit}s ({m.emissions})"),
+        ("RTFx", fmt(m.rtfx, "×", 1), "audio seconds / processing seconds"),
+        ("Processing", fmt(m.processing_seconds), f"for {m.audio_seconds:.2f} s of audio"),
+        ("Load", fmt(m.load_seconds), "model load in this request (0 = cached)"),
+        ("Language", t.language or "–", ""),
+    ]
+    cost = metrics.cost_per_audio_hour(price_per_hour, m.rtfx)
+    if cost is not None:
+        cards.append(("Cost / audio hour", f"${cost:.4f}", f"at ${price_per_hour:g}/h (DEVICE_PRICE_PER_HOUR) / RTFx"))
+    body = "".join(
+        f"<div class='metric'><div class='metric-name'>{name}</div><div class='metric-value'>{value}</div>"
+        f"<div class='metric-help'>{help_}</div></div>"
+        for name, value, help_ in cards
+    )
+    return f"<div class='metric-cards'>{body}</div>{environment_line(t)}"
+
+
+# -- the in-browser component and its results ----------------------------------------------------
+HUB_MODELS = (
+    BrowserModel("browser/onnx-community/whisper-base", "onnx-community/whisper-base", "Whisper base (Hub)", "fp32"),
+    BrowserModel("browser/onnx-community/whisper-tiny.en", "onnx-community/whisper-tiny.en", "Whisper tiny.en (Hub)", "fp32"),
+    BrowserModel(
+        "browser/onnx-community/cohere-transcribe-03-2026-ONNX", "onnx-community/cohere-transcribe-03-2026-ONNX",
+        "Cohere Transcribe (Hub, q4)", "q4",
+    ),
+)  # fmt: skip
+MAX_RESULTS = 1000
+
+
+def browser_models(settings: Settings) -> list[BrowserModel]:
+    """The zoo's ONNX exports (fp32 and q8) when prepared, then Hub models for an online browser."""
+    local = []
+    for name in ("whisper-tiny.en", "whisper-base"):
+        folder = settings.models_dir / f"{name}-onnx"
+        if (folder / "onnx" / "encoder_model.onnx").is_file():
+            local.append(BrowserModel(f"browser/{name}", folder.name, f"Whisper {name[8:]} (this server, fp32)", "fp32", True))
+            local.append(BrowserModel(f"browser/{name}-q8", folder.name, f"Whisper {name[8:]} (this server, q8)", "q8", True))
+    return local + list(HUB_MODELS)
+
+
+class BrowserResults:
+    """The last MAX_RESULTS browser results by run id (a random id made by the browser)."""
+
+    def __init__(self, limit: int = MAX_RESULTS):
+        self._items: "OrderedDict[str, dict]" = OrderedDict()
+        self._lock = threading.Lock()
+        self.limit = limit
+
+    def add(self, result: dict) -> dict:
+        clean = checked(result)
+        with self._lock:
+            self._items[clean["run_id"]] = clean
+            while len(self._items) > self.limit:
+                self._items.popitem(last=False)
+        return clean
+
+    def get(self, run_id: str) -> Optional[dict]:
+        with self._lock:
+            return self._items.get(run_id)
+
+
+def _number(value) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def checked(result: dict) -> dict:
+    """Only what a browser result may hold: a run id, short strings and finite numbers."""
+    if not isinstance(result, dict) or not isinstance(result.get("run_id"), str) or not result["run_id"].isalnum():
+        raise ValueError("not a browser result")
+    m = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+    return {
+        "run_id": result["run_id"][:64],
+        "mode": "stream" if result.get("mode") == "stream" else "file",
+        "model": str(result.get("model", ""))[:200],
+        "device": "webgpu" if result.get("device") == "webgpu" else "wasm",
+        "text": str(result.get("text", ""))[:100_000],
+        "metrics": {k: _number(v) for k, v in m.items() if isinstance(k, str) and len(k) < 40},
+    }
+
+
+def as_transcription(result: dict) -> Transcription:
+    """A browser result in the shape of a server one, for side-by-side comparison."""
+    m = result["metrics"]
+    audio, processing = m.get("audio_seconds") or 0.0, m.get("processing_seconds") or 0.0
+    return Transcription(
+        model=f"{result['model']} ({result['device']})",
+        text=result["text"],
+        segments=(),
+        language=None,
+        options=TranscribeOptions(),
+        metrics=Metrics(
+            audio_seconds=audio,
+            load_seconds=m.get("load_seconds") or 0.0,
+            processing_seconds=processing,
+            ttft_seconds=m.get("ttft_seconds"),
+            itl_seconds=m.get("itl_seconds"),
+            itl_unit="token",
+            emissions=int(m.get("tokens") or 0),
+            rtfx=metrics.rtfx(audio, processing),
+        ),
+    )
+
+
+def browser_component(settings: Settings, **kwargs) -> Optional[BrowserASR]:
+    """The component, or None (with the reason shown) when the browser assets are not installed."""
+    missing = assets_missing()
+    if missing:
+        gr.Markdown(f"In-browser models are unavailable: {missing}")
+        return None
+    return BrowserASR(browser_models(settings), models_dir=settings.models_dir, **kwargs)
+
+
+# -- batch workers ------------------------------------------------------------------------------
+def running_summary(current: str) -> str:
+    """What a worker runs, without the job ids (they belong to other users' sessions):
+    "model: id1, id2; other: id3" -> "model (2 jobs); other (1 job)"."""
+    parts = []
+    for part in filter(None, current.split("; ")):
+        model, _, ids = part.rpartition(": ")
+        n = len(ids.split(", "))
+        parts.append(f"{model} ({n} job{'s' if n > 1 else ''})")
+    return "; ".join(parts)
+
+
+def worker_records(workers: list[WorkerInfo], now: float) -> list[dict]:
+    """Each worker taking jobs from this store (this app's own and standalone ones, any host)."""
+    return [
+        {
+            "worker": w.id, "host": w.host, "pid": w.pid, "models_loaded": ", ".join(w.models), "jobs_done": w.jobs_done,
+            "running": running_summary(w.current), "up_seconds": round(now - w.started_at),
+            "seen_seconds_ago": round(now - w.last_seen, 1),
+        }
+        for w in workers
+    ]  # fmt: skip
+
+
+def reachable_workers(runner: BatchRunner) -> tuple[list[WorkerInfo], str]:
+    """The store's workers, and why they could not be read ("" when they could): the page keeps
+    working while the store is down or refuses this server's credentials."""
+    try:
+        return runner.workers(), ""
+    except runner.store.refused:
+        return [], "the job store refuses this server's credentials (check JOB_STORE)"
+    except runner.store.transient:
+        return [], "the job store cannot be reached right now; workers keep retrying"
