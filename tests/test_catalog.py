@@ -83,11 +83,12 @@ def test_an_engine_missing_a_package_says_which(offline_settings, monkeypatch):
     assert qwen.status == "unavailable" and qwen.reason == "Python package no_such_package_here is not installed"
 
 
-def test_granite_is_a_hub_model_like_the_others_torchaudio_or_not(offline_settings):
+def test_granite_is_a_hub_model_like_the_others_torchaudio_or_not(tmp_path):
     """Its feature extractor falls back to explorer/engines/granite_features.py without torchaudio."""
     spec = catalog.get("granite/granite-4.0-1b-speech")
-    assert catalog.availability(spec, offline_settings, online=True).status == "downloadable"
-    offline = catalog.availability(spec, offline_settings, online=False)
+    settings = Settings(models_dir=tmp_path, offline=True)
+    assert catalog.availability(spec, settings, online=True).status == "downloadable"
+    offline = catalog.availability(spec, settings, online=False)
     assert offline.status == "unavailable" and offline.reason.startswith("offline")
 
 
