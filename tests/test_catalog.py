@@ -75,14 +75,21 @@ def test_settings_from_env_use_the_original_names(tmp_path):
         Settings.from_env({"GPU_MEMORY_UTILIZATION": "2"})
 
 
-def test_an_engine_missing_a_package_says_which(offline_settings):
-    import importlib.util
+def test_an_engine_missing_a_package_says_which(offline_settings, monkeypatch):
+    from explorer.engines import ENGINE_PACKAGES
 
-    granite = catalog.availability(catalog.get("granite/granite-4.0-1b-speech"), offline_settings, online=True)
-    if importlib.util.find_spec("torchaudio") is None:
-        assert granite.status == "unavailable" and "torchaudio" in granite.reason
-    else:
-        assert granite.status == "downloadable"
+    monkeypatch.setitem(ENGINE_PACKAGES, "qwen-asr", ("qwen_asr", "no_such_package_here"))
+    qwen = catalog.availability(catalog.get("qwen-asr/Qwen3-ASR-0.6B"), offline_settings, online=True)
+    assert qwen.status == "unavailable" and qwen.reason == "Python package no_such_package_here is not installed"
+
+
+def test_granite_is_a_hub_model_like_the_others_torchaudio_or_not(tmp_path):
+    """Its feature extractor falls back to explorer/engines/granite_features.py without torchaudio."""
+    spec = catalog.get("granite/granite-4.0-1b-speech")
+    settings = Settings(models_dir=tmp_path, offline=True)
+    assert catalog.availability(spec, settings, online=True).status == "downloadable"
+    offline = catalog.availability(spec, settings, online=False)
+    assert offline.status == "unavailable" and offline.reason.startswith("offline")
 
 
 def test_only_multilingual_whisper_translates():

@@ -7,10 +7,12 @@ real feature extractors and processors), saves it with ``save_pretrained`` and l
 the engine's own ``load(spec, folder, Runtime())``: the real code paths end to end, on 2 s of
 real speech. The text is gibberish, so the tests check the streaming contract, not accuracy.
 
-Two further stand-ins, for things that cannot exist here either: torchaudio is not installed, so
-a torch/librosa ``MelSpectrogram`` (same defaults) is patched into Granite's feature extractor;
-Cohere's model code lives in its gated repository, so a local remote-code stand-in with the
-card's documented ``transcribe()`` signature exercises the ``trust_remote_code`` path.
+Granite's real feature extractor runs as the app runs it: without torchaudio (none installs beside
+the project's torch) its mel spectrogram comes from ``explorer.engines.granite_features``, checked
+against torchaudio's output in tests/test_granite_features.py. One further stand-in, for a thing
+that cannot exist here either: Cohere's model code lives in its gated repository, so a local
+remote-code stand-in with the card's documented ``transcribe()`` signature exercises the
+``trust_remote_code`` path.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -290,75 +291,52 @@ def test_whisper_closing_the_generator_early_ends_the_thread(whisper_engine, spe
 # -- Granite speech ------------------------------------------------------------------------------
 
 
-class _MelSpectrogram(torch.nn.Module):
-    """Stand-in for torchaudio.transforms.MelSpectrogram with its defaults (power 2, centred
-    reflect padding, Hann window, HTK mel scale, no filter normalisation)."""
-
-    def __init__(self, sample_rate, n_fft, win_length, hop_length, n_mels):
-        import librosa
-
-        super().__init__()
-        self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
-        self.register_buffer("window", torch.hann_window(win_length))
-        bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, htk=True, norm=None)
-        self.register_buffer("bank", torch.from_numpy(bank).float())
-
-    def forward(self, audio):
-        spec = torch.stft(
-            audio, self.n_fft, self.hop_length, self.win_length, self.window,
-            center=True, pad_mode="reflect", return_complex=True,
-        )
-        return self.bank @ spec.abs().pow(2)
-
-
 @pytest.fixture(scope="module")
 def granite_folder(tmp_path_factory):
-    from transformers import GPT2TokenizerFast, GraniteSpeechConfig, GraniteSpeechForConditionalGeneration, GraniteSpeechProcessor
-    from transformers.models.granite_speech import feature_extraction_granite_speech as fe_module
+    from transformers import (
+        GPT2TokenizerFast, GraniteSpeechConfig, GraniteSpeechFeatureExtractor, GraniteSpeechForConditionalGeneration,
+        GraniteSpeechProcessor,
+    )
 
-    with pytest.MonkeyPatch.context() as patch:  # torchaudio is not installed here
-        patch.setattr(fe_module, "torchaudio", types.SimpleNamespace(transforms=types.SimpleNamespace(MelSpectrogram=_MelSpectrogram)), raising=False)
-        patch.setattr(fe_module, "requires_backends", lambda *args, **kwargs: None)
-        folder = tmp_path_factory.mktemp("granite")
-        vocab, merges = _bpe_files(folder / "bpe")
-        eot = "<|end_of_text|>"
-        tokenizer = GPT2TokenizerFast(
-            vocab_file=vocab, merges_file=merges, unk_token=eot, bos_token=eot, eos_token=eot, pad_token=eot,
-            additional_special_tokens=["<|start_of_role|>", "<|end_of_role|>", "<|audio|>"],
-        )
-        tokenizer.chat_template = (
-            "{%- for m in messages -%}<|start_of_role|>{{ m['role'] }}<|end_of_role|>{{ m['content'] }}"
-            "<|end_of_text|>{{ '\\n' }}{%- endfor -%}"
-            "{%- if add_generation_prompt -%}<|start_of_role|>assistant<|end_of_role|>{%- endif -%}"
-        )
-        ids = tokenizer.convert_tokens_to_ids
-        config = GraniteSpeechConfig(
-            text_config=dict(
-                model_type="granite", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                bos_token_id=ids(eot), eos_token_id=ids(eot), pad_token_id=ids(eot),
-            ),
-            encoder_config=dict(input_dim=160, num_layers=1, hidden_dim=64, feedforward_mult=2, num_heads=2, dim_head=32, output_dim=32),
-            projector_config=dict(
-                model_type="blip_2_qformer", hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
-                intermediate_size=128, encoder_hidden_size=64, cross_attention_frequency=1,
-            ),
-            audio_token_index=ids("<|audio|>"), has_lora_adapter=False,
-        )
-        torch.manual_seed(0)
-        model = GraniteSpeechForConditionalGeneration(config)
-        model.generation_config.eos_token_id = model.generation_config.pad_token_id = ids(eot)
-        model.save_pretrained(folder)
-        GraniteSpeechProcessor(fe_module.GraniteSpeechFeatureExtractor(), tokenizer).save_pretrained(folder)
-        yield folder
+    from explorer.engines import granite_features
+
+    granite_features.install()  # as granite.load does: the extractor needs a mel backend
+    folder = tmp_path_factory.mktemp("granite")
+    vocab, merges = _bpe_files(folder / "bpe")
+    eot = "<|end_of_text|>"
+    tokenizer = GPT2TokenizerFast(
+        vocab_file=vocab, merges_file=merges, unk_token=eot, bos_token=eot, eos_token=eot, pad_token=eot,
+        additional_special_tokens=["<|start_of_role|>", "<|end_of_role|>", "<|audio|>"],
+    )
+    tokenizer.chat_template = (
+        "{%- for m in messages -%}<|start_of_role|>{{ m['role'] }}<|end_of_role|>{{ m['content'] }}"
+        "<|end_of_text|>{{ '\\n' }}{%- endfor -%}"
+        "{%- if add_generation_prompt -%}<|start_of_role|>assistant<|end_of_role|>{%- endif -%}"
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    config = GraniteSpeechConfig(
+        text_config=dict(
+            model_type="granite", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+            num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+            bos_token_id=ids(eot), eos_token_id=ids(eot), pad_token_id=ids(eot),
+        ),
+        encoder_config=dict(input_dim=160, num_layers=1, hidden_dim=64, feedforward_mult=2, num_heads=2, dim_head=32, output_dim=32),
+        projector_config=dict(
+            model_type="blip_2_qformer", hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=128, encoder_hidden_size=64, cross_attention_frequency=1,
+        ),
+        audio_token_index=ids("<|audio|>"), has_lora_adapter=False,
+    )
+    torch.manual_seed(0)
+    model = GraniteSpeechForConditionalGeneration(config)
+    model.generation_config.eos_token_id = model.generation_config.pad_token_id = ids(eot)
+    model.save_pretrained(folder)
+    GraniteSpeechProcessor(GraniteSpeechFeatureExtractor(), tokenizer).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture()
 def granite_engine(granite_folder, monkeypatch):
-    from transformers.models.granite_speech import feature_extraction_granite_speech as fe_module
-
-    monkeypatch.setattr(fe_module, "torchaudio", types.SimpleNamespace(transforms=types.SimpleNamespace(MelSpectrogram=_MelSpectrogram)), raising=False)
-    monkeypatch.setattr(fe_module, "requires_backends", lambda *args, **kwargs: None)
     monkeypatch.setattr(granite, "MIN_NEW_TOKENS", 24)  # the random model never says <|end_of_text|>
     engine = granite.load(catalog.get("granite/granite-4.0-1b-speech"), str(granite_folder), Runtime())
     # The tiny random model decodes its 24 tokens faster than the consumer thread wakes up, which
@@ -390,6 +368,72 @@ def test_granite_long_audio_in_chunks_and_beam_search(granite_engine, speech, mo
     _check_contract(events, ended, duration=2.0, streamed=False)
     with pytest.raises(ValueError, match="translate"):
         list(granite_engine.transcribe(speech, TranscribeOptions(task="translate")))
+
+
+def test_granite_through_the_service_ready_from_the_hub_cache(granite_folder, speech, monkeypatch, tmp_path):
+    """Granite as the app sees it, torchaudio or not: the tiny checkpoint is put in a Hugging Face
+    cache as a download would leave it (no Hub here), the catalog calls the model "ready" from
+    there, and ModelService loads it through ``granite.load`` and transcribes with the real
+    processor. Before that, with an empty cache, it is "unavailable: offline" like every Hub model."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    from explorer.audio import Audio
+    from explorer.config import Settings
+    from explorer.service import ModelService
+
+    key = "granite/granite-4.0-1b-speech"
+    spec = catalog.get(key)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    settings = Settings(models_dir=tmp_path / "models", offline=True)
+    offline = catalog.availability(spec, settings, online=False)
+    assert offline.status == "unavailable" and offline.reason.startswith("offline")
+    assert catalog.availability(spec, settings, online=True).status == "downloadable"
+
+    commit = "0" * 40
+    storage = tmp_path / "hub" / ("models--" + spec.hub_repo.replace("/", "--"))
+    shutil.copytree(granite_folder, storage / "snapshots" / commit, ignore=shutil.ignore_patterns("bpe"))
+    (storage / "refs").mkdir()
+    (storage / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(granite, "MIN_NEW_TOKENS", 8)
+    service = ModelService(settings, online=False)
+    assert service.availability[key].status == "ready"
+    assert service.availability[key].weights == str(storage / "snapshots" / commit)
+    result = service.transcribe(key, Audio(speech))
+    assert result.model == key and result.text.strip()
+    assert [(s.start, s.end) for s in result.segments] == [(0.0, 2.0)]
+    assert [m["key"] for m in service.health()["loaded_models"]] == [key]
+
+
+def test_granite_load_sets_up_its_features_in_a_fresh_process(granite_folder, speech, tmp_path):
+    """``granite.load`` alone makes the extractor usable (no test fixture has prepared it)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from explorer import catalog\n"
+        "from explorer.engines import granite, granite_features\n"
+        "from explorer.engines.base import Runtime\n"
+        "engine = granite.load(catalog.get('granite/granite-4.0-1b-speech'), sys.argv[1], Runtime())\n"
+        "audio = np.load(sys.argv[2])\n"
+        "features = engine.processor.audio_processor(audio)['input_features']\n"
+        "print(granite_features.install(), type(engine.processor.audio_processor.mel_filters).__module__, tuple(features.shape))\n"
+    )
+    np.save(tmp_path / "speech.npy", speech)
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(granite_folder), str(tmp_path / "speech.npy")],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    backend, module, shape = done.stdout.strip().splitlines()[-1].split(" ", 2)
+    assert shape == "(1, 100, 160)"  # 2 s: 201 mel frames, the odd last one dropped, pairs stacked
+    if backend == "torch":
+        assert module == "explorer.engines.granite_features"
+    else:
+        assert backend == "torchaudio" and module.startswith("torchaudio")
 
 
 def test_granite_split_points_cut_in_quiet_places():

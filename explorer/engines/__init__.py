@@ -25,11 +25,12 @@ ENGINE_MODULES = {
 }
 
 # engine name -> the Python packages it needs, for availability checks without importing them.
-# Granite's feature extractor needs torchaudio, which has no release for the pinned torch 2.13.
+# Granite's feature extractor uses torchaudio when a working one is installed, else the torch-only
+# mel spectrogram in explorer/engines/granite_features.py: torchaudio is not required.
 ENGINE_PACKAGES = {
     "faster-whisper": ("faster_whisper",),
     "transformers": ("transformers",),
-    "granite": ("transformers", "torchaudio"),
+    "granite": ("transformers",),
     "cohere": ("transformers",),
     "qwen-asr": ("qwen_asr",),
     "onnx": ("transformers", "optimum", "onnxruntime"),

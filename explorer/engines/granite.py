@@ -14,7 +14,9 @@ Options: the model recognises the spoken language itself, so ``language`` is not
 ``LanguageInfo`` is emitted; ``task="translate"`` is refused (the explorer only transcribes with
 Granite); ``word_timestamps`` and ``vad_filter`` do not apply.
 
-Needs torchaudio (Granite's feature extractor computes its mel spectrogram with it).
+Granite's feature extractor (transformers) computes its mel spectrogram with torchaudio; where no
+working torchaudio is installed (none installs beside the pinned torch), ``granite_features``
+gives it the same transform built on torch, so Granite runs with or without torchaudio.
 """
 
 from __future__ import annotations
@@ -51,12 +53,12 @@ def load(spec: "ModelSpec", weights: str, runtime: Runtime) -> "GraniteEngine":
 
     from transformers import AutoProcessor, GraniteSpeechForConditionalGeneration
 
+    from explorer.engines import granite_features
+
     set_torch_threads(runtime.cpu_threads)
     device, dtype = torch_device_dtype(runtime.device, "bfloat16")
-    try:
-        processor = AutoProcessor.from_pretrained(weights, token=runtime.token)
-    except ImportError as exc:
-        raise RuntimeError(f"{spec.key} needs torchaudio for its feature extractor: {exc}") from exc
+    granite_features.install()  # before the processor: its feature extractor needs a mel backend
+    processor = AutoProcessor.from_pretrained(weights, token=runtime.token)
     model = GraniteSpeechForConditionalGeneration.from_pretrained(weights, token=runtime.token, dtype=dtype)
     if getattr(model.config, "has_lora_adapter", False) and importlib.util.find_spec("peft") is None:
         raise RuntimeError(f"{spec.key} has a LoRA speech adapter, which needs the peft package")
