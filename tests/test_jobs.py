@@ -20,7 +20,8 @@ import soundfile as sf
 
 from explorer.batch import FORGET_WORKER_SECONDS, ORPHAN_GRACE_SECONDS, BatchRunner
 from explorer.config import Settings, store_kind
-from explorer.jobs import MAX_ATTEMPTS, NewJob, SqliteJobStore, WorkerInfo, _options_json, open_store, session_key
+from explorer.jobs import MAX_ATTEMPTS, NewJob, SqliteJobStore, WorkerInfo, open_store, session_key
+from explorer.jobs.codec import options_json
 from explorer.metrics import compute
 from explorer.types import Segment, TranscribeOptions, Transcription, Word
 from tests.redis_server import RedisServer
@@ -424,7 +425,7 @@ def test_job_store_urls_and_redis_only_when_asked_for():
     assert Settings.from_env({}).job_store == "" and store_kind("sqlite") == "sqlite"
     with pytest.raises(ValueError, match="JOB_STORE"):
         Settings.from_env({"JOB_STORE": "postgres://db/jobs"})
-    from explorer.redis_store import split_url
+    from explorer.jobs.redis_store import split_url
 
     assert split_url("redis://h:6380/2?prefix=app1:&socket_timeout=5") == ("redis://h:6380/2?socket_timeout=5", "app1:")
     assert split_url("unix:///run/redis.sock?db=1") == ("unix:///run/redis.sock?db=1", "explorer:")
@@ -477,8 +478,8 @@ def test_a_store_file_from_before_leases_opens_with_its_jobs(tmp_path):
         db.executescript(OLD_SCHEMA)
         row = "INSERT INTO jobs (id, session, batch, filename, model, options, status, audio_seconds, created_at,"
         row += " started_at, attempts) VALUES (?, ?, 'b', ?, ?, ?, ?, 3.0, 1.0, ?, ?)"
-        db.execute(row, ("j1", A, "1.wav", TINY, _options_json(EN), "processing", 2.0, 1))
-        db.execute(row, ("j2", A, "2.wav", TINY, _options_json(EN), "queued", None, 0))
+        db.execute(row, ("j1", A, "1.wav", TINY, options_json(EN), "processing", 2.0, 1))
+        db.execute(row, ("j2", A, "2.wav", TINY, options_json(EN), "queued", None, 0))
     store = SqliteJobStore(path)
     running = store.get(A, "j1")
     assert running.status == "processing" and running.worker == "" and running.lease_until is None
