@@ -38,8 +38,8 @@ from explorer import catalog, formats
 from explorer.audio import Audio, AudioError, load_audio
 from explorer.config import Settings
 from explorer.jobs import (
-    FINISHED, MAX_ATTEMPTS, AudioSpool, Job, JobStore, NewJob, Spool, WorkerInfo, crashed_error, new_token, open_store,
-    session_key,
+    FINISHED, MAX_ATTEMPTS, AudioSpool, Job, JobStore, NewJob, Running, Spool, WorkerInfo, crashed_error, new_token,
+    open_store, session_key,
 )  # fmt: skip
 from explorer.service import ModelError, ModelService
 from explorer.types import TranscribeOptions, Transcription
@@ -436,7 +436,7 @@ class BatchRunner:
         by_model: dict[str, list[str]] = {}
         for job in held:
             by_model.setdefault(job.model, []).append(job.id)
-        current = "; ".join(f"{model}: {', '.join(ids)}" for model, ids in by_model.items())
+        current = tuple(Running(model, tuple(ids)) for model, ids in by_model.items())
         host, pid = socket.gethostname(), os.getpid()
         return WorkerInfo(self.worker, host, pid, models, done, self._started_at, time.time(), current)
 

@@ -20,7 +20,7 @@ import soundfile as sf
 
 from explorer.batch import FORGET_WORKER_SECONDS, ORPHAN_GRACE_SECONDS, BatchRunner
 from explorer.config import Settings, store_kind
-from explorer.jobs import MAX_ATTEMPTS, NewJob, SqliteJobStore, WorkerInfo, open_store, session_key
+from explorer.jobs import MAX_ATTEMPTS, NewJob, Running, SqliteJobStore, WorkerInfo, open_store, session_key
 from explorer.jobs.codec import options_json
 from explorer.metrics import compute
 from explorer.types import Segment, TranscribeOptions, Transcription, Word
@@ -314,12 +314,13 @@ def test_only_the_worker_holding_a_job_renews_or_records_it(store):
 def test_workers_report_themselves_and_age_out(store):
     now = time.time()
     one = WorkerInfo("host-a:11:ab", "host-a", 11, (TINY, BASE), 0, now - 100, now)
-    two = WorkerInfo("host-b:22:cd", "host-b", 22, (), 5, now - 50, now - 30, current="job-x")
+    two = WorkerInfo("host-b:22:cd", "host-b", 22, (), 5, now - 50, now - 30, current=(Running(TINY, ("job-x",)),))
     store.beat(two)
     store.beat(one)
     assert store.workers(max_age=60) == [one, two]  # oldest first
     assert store.workers(max_age=10) == [one]  # two has not reported for 30 s
-    busier = replace(one, models=(TINY,), jobs_done=3, last_seen=now + 1, current="job-y")
+    busier = replace(one, models=(TINY,), jobs_done=3, last_seen=now + 1,
+                     current=(Running(TINY, ("job-y", "job-z")), Running(BASE, ("job-w",))))  # fmt: skip
     store.beat(busier)  # the same worker again: replaced, not added
     assert store.workers(max_age=60) == [busier, two]
     assert store.forget_worker(two.id) and not store.forget_worker(two.id)
@@ -557,7 +558,7 @@ def test_a_runner_renews_the_lease_of_a_long_job_and_lets_it_finish_when_stopped
     try:
         assert service.started.wait(10)
         (me,) = runner.workers()
-        assert me.id == runner.worker and me.current == f"{TINY}: {job.id}" and me.models == (TINY,)
+        assert me.id == runner.worker and me.current == (Running(TINY, (job.id,)),) and me.models == (TINY,)
         assert me.jobs_done == 0 and me.pid == os.getpid()
         threading.Timer(2.5, service.gate.set).start()  # longer than two leases: only the heartbeat keeps it
         assert runner.stop(grace=20) == 0  # it finished within the grace: nothing given back

@@ -12,7 +12,7 @@ write that a user can cause is scoped by session: the store keeps a SHA-256 of t
 never the token itself, and a call with another session finds nothing. Workers register
 themselves (``beat``) so that their status can be shown.
 
-- ``model``: Job, NewJob, WorkerInfo, the statuses and the ``JobStore`` interface;
+- ``model``: Job, NewJob, WorkerInfo (and what it runs, Running), the statuses and the ``JobStore`` interface;
 - ``codec``: options, results and workers as the stores keep them;
 - ``sqlite``: ``SqliteJobStore``, on one file in WAL mode (readers never block the worker that writes);
 - ``redis_store``: ``RedisJobStore`` and ``RedisSpool``, on a Redis/Valkey server that workers on
@@ -28,15 +28,15 @@ from pathlib import Path
 
 from explorer.config import store_kind
 from explorer.jobs.model import (
-    FINISHED, MAX_ATTEMPTS, STATUSES, Job, JobStore, Limit, NewJob, Status, WorkerInfo, crashed_error, new_token,
+    FINISHED, MAX_ATTEMPTS, STATUSES, Job, JobStore, Limit, NewJob, Running, Status, WorkerInfo, crashed_error, new_token,
     session_key,
 )  # fmt: skip
 from explorer.jobs.spools import AudioSpool, FlacSpool, Spool, flac_bytes, from_flac
 from explorer.jobs.sqlite import SqliteJobStore
 
 __all__ = [
-    "FINISHED", "MAX_ATTEMPTS", "STATUSES", "AudioSpool", "FlacSpool", "Job", "JobStore", "Limit", "NewJob", "Spool",
-    "SqliteJobStore", "Status", "WorkerInfo", "crashed_error", "flac_bytes", "from_flac", "new_token", "open_store",
+    "FINISHED", "MAX_ATTEMPTS", "STATUSES", "AudioSpool", "FlacSpool", "Job", "JobStore", "Limit", "NewJob", "Running",
+    "Spool", "SqliteJobStore", "Status", "WorkerInfo", "crashed_error", "flac_bytes", "from_flac", "new_token", "open_store",
     "session_key",
 ]  # fmt: skip
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Optional, Sequence
 
-from explorer.jobs.model import WorkerInfo
+from explorer.jobs.model import Running, WorkerInfo
 from explorer.types import Metrics, RunEnvironment, Segment, TranscribeOptions, Transcription, Word
 
 
@@ -43,16 +43,31 @@ def result_from_json(text: Optional[str]) -> Optional[Transcription]:
     )
 
 
+def running_json(current: Sequence[Running]) -> str:
+    """What a worker runs as stored: [[model, [job id, ...]], ...]."""
+    return json.dumps([[model, list(ids)] for model, ids in current])
+
+
+def running_from_json(text: str) -> tuple[Running, ...]:
+    """A stored WorkerInfo.current back as Running values. A store written before it was JSON
+    holds text, "model: id1, id2; other: id3" (or "" when idle): read as such."""
+    if text.startswith("["):
+        return tuple(Running(model, tuple(ids)) for model, ids in json.loads(text))
+    parts = (part.rpartition(": ") for part in text.split("; ") if part)
+    return tuple(Running(model, tuple(ids.split(", "))) for model, _, ids in parts)
+
+
 WORKER_FIELDS = ("id", "host", "pid", "models", "jobs_done", "started_at", "last_seen", "current")
 
 
 def worker_values(info: WorkerInfo) -> tuple:
-    """A WorkerInfo as stored: models as a JSON list, in WORKER_FIELDS order."""
+    """A WorkerInfo as stored: models as a JSON list and current as running_json, in WORKER_FIELDS order."""
     return (info.id, info.host, info.pid, json.dumps(list(info.models)), info.jobs_done, info.started_at,
-            info.last_seen, info.current)  # fmt: skip
+            info.last_seen, running_json(info.current))  # fmt: skip
 
 
 def worker_from_values(values: Sequence) -> WorkerInfo:
     """A stored worker (values in WORKER_FIELDS order, as numbers or as text) back as a WorkerInfo."""
     id_, host, pid, models, done, started, seen, current = values
-    return WorkerInfo(id_, host, int(pid), tuple(json.loads(models)), int(done), float(started), float(seen), current)
+    return WorkerInfo(id_, host, int(pid), tuple(json.loads(models)), int(done), float(started), float(seen),
+                      running_from_json(current))  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Literal, Optional, Protocol, Sequence, Union
+from typing import Callable, Literal, NamedTuple, Optional, Protocol, Sequence, Union
 
 from explorer.config import DEFAULT_LEASE_SECONDS
 from explorer.types import TranscribeOptions, Transcription
@@ -77,6 +77,13 @@ class Job:
         return out
 
 
+class Running(NamedTuple):
+    """What a worker runs of one model: the model and the ids of the jobs it holds."""
+
+    model: str
+    job_ids: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class WorkerInfo:
     """A worker as it last reported itself (``JobStore.beat``)."""
@@ -88,7 +95,7 @@ class WorkerInfo:
     jobs_done: int
     started_at: float
     last_seen: float
-    current: str = ""  # the job it is running, if any
+    current: tuple[Running, ...] = ()  # the jobs it is running, by model; empty when idle
 
 
 class JobStore(Protocol):

@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS workers (
     jobs_done INTEGER NOT NULL,
     started_at REAL NOT NULL,
     last_seen REAL NOT NULL,
-    current TEXT NOT NULL DEFAULT ''
+    current TEXT NOT NULL DEFAULT ''  -- codec.running_json
 );
 """
 # Columns added to `jobs` after its first release: a file made before them gets them on open.

@@ -10,12 +10,13 @@ import secrets
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import gradio as gr
 import pandas as pd
 
 from explorer.batch import BatchRunner, JobError, finished, job_row
-from explorer.jobs import Job, WorkerInfo
+from explorer.jobs import Job, Running, WorkerInfo
 from explorer.service import ModelService
 from explorer.ui.transcribe import language_choices, make_options, model_choices
 
@@ -40,15 +41,10 @@ def jobs_frame(jobs: list[Job]) -> pd.DataFrame:
     return pd.DataFrame([job_row(j) for j in jobs], columns=TABLE_COLUMNS)
 
 
-def running_summary(current: str) -> str:
+def running_summary(current: Sequence[Running]) -> str:
     """What a worker runs, without the job ids (they belong to other users' sessions):
-    "model: id1, id2; other: id3" -> "model (2 jobs); other (1 job)"."""
-    parts = []
-    for part in filter(None, current.split("; ")):
-        model, _, ids = part.rpartition(": ")
-        n = len(ids.split(", "))
-        parts.append(f"{model} ({n} job{'s' if n > 1 else ''})")
-    return "; ".join(parts)
+    "model (2 jobs); other (1 job)"."""
+    return "; ".join(f"{model} ({len(ids)} job{'s' if len(ids) > 1 else ''})" for model, ids in current)
 
 
 def worker_records(workers: list[WorkerInfo], now: float) -> list[dict]:
