@@ -448,7 +448,8 @@ def test_both_stores_return_identical_jobs(tmp_path, redis_url):
         TINY, "hi there", (Segment(0.0, 1.5, "hi there", words),), "en", EN,
         compute([0.25, 0.5], "token", 3.0, 1.25, 0.5, 2), ("a warning",),
     )  # fmt: skip
-    submitted = [new("é 😀.wav"), new("b.wav", BASE, odd), new("bad.wav", error="not audio"), new("c.wav")]
+    repaired = NewJob("é 😀.wav", TINY, EN, 3.0, warnings=("Ünïcode repair 😀", "another"))
+    submitted = [repaired, new("b.wav", BASE, odd), new("bad.wav", error="not audio"), new("c.wav")]
     seen = []
     for url in ("", f"{redis_url}?prefix=same-{time.monotonic_ns()}:"):
         store, _ = open_store(url, tmp_path)
@@ -462,6 +463,7 @@ def test_both_stores_return_identical_jobs(tmp_path, redis_url):
         seen.append(([timeless(j) for j in added + listed], store.counts(A), store.counts(A, "b"), sorted(store.ids())))
         assert [j.status for j in listed] == ["completed", "failed", "failed", "cancelled"]
         assert listed[0].result == out and listed[1].options == odd and listed[0].filename == "é 😀.wav"
+        assert listed[0].warnings == repaired.warnings and listed[1].warnings == ()
     assert seen[0] == seen[1] and repr(seen[0]) == repr(seen[1])  # repr: 3 and 3.0, a list and a tuple differ
 
 
@@ -484,6 +486,7 @@ def test_a_store_file_from_before_leases_opens_with_its_jobs(tmp_path):
     store = SqliteJobStore(path)
     running = store.get(A, "j1")
     assert running.status == "processing" and running.worker == "" and running.lease_until is None
+    assert running.warnings == ()  # from before jobs kept their file's warnings: none
     assert store.recover(expired_only=True) == (1, 0)  # from before leases: it has none, so it counts as run out
     assert [j.filename for j in store.claim(8, worker="w")] == ["1.wav", "2.wav"]
     store.beat(WorkerInfo("w", "h", 1, (), 0, 1.0, time.time()))

@@ -19,6 +19,15 @@ def options_from_json(text: str) -> TranscribeOptions:
     return TranscribeOptions(**json.loads(text))
 
 
+def warnings_json(warnings: Sequence[str]) -> str:
+    return json.dumps(list(warnings), ensure_ascii=False)
+
+
+def warnings_from_json(text: Optional[str]) -> tuple[str, ...]:
+    """Stored warnings back as a tuple; none for none (a job stored before jobs kept them)."""
+    return tuple(json.loads(text)) if text else ()
+
+
 def result_json(result: Transcription) -> str:
     return json.dumps(result.to_dict())
 

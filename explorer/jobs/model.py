@@ -48,6 +48,7 @@ class NewJob:
     audio_seconds: float
     error: str = ""  # a job that failed before it could be queued (its file would not decode)
     id: str = field(default_factory=lambda: secrets.token_urlsafe(16))  # known before the row, for the spool
+    warnings: tuple[str, ...] = ()  # the repairs decoding its file made (Audio.warnings)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Job:
     result: Optional[Transcription] = None
     worker: str = ""  # who claimed it last (kept once finished, cleared when it goes back to the queue)
     lease_until: Optional[float] = None  # while processing: when it goes back to the queue without a heartbeat
+    warnings: tuple[str, ...] = ()  # the repairs decoding its file made (its result repeats them once it runs)
 
     def to_dict(self) -> dict:
         out = asdict(self)

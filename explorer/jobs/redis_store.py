@@ -4,7 +4,8 @@ Same contract as ``explorer.jobs.sqlite.SqliteJobStore`` (FIFO queue, atomic cla
 scoping), for workers on several machines that share one server. Keys, all under a prefix
 (default ``explorer:``; ``?prefix=name:`` in the URL sets another):
 
-- ``job:<id>``: a hash per job, the same fields as a row of the SQLite table (an absent field is NULL);
+- ``job:<id>``: a hash per job, the same fields as a row of the SQLite table (an absent field is NULL,
+  absent warnings none);
 - ``seq``: the counter that numbers jobs in submission order;
 - ``queue``: queued job ids scored by seq (the FIFO), ``processing``: claimed ids scored by lease deadline;
 - ``session:<hash>``: a session's job ids scored by seq, ``created``: every job id scored by submission time (TTL);
@@ -38,7 +39,8 @@ import redis
 
 from explorer.config import DEFAULT_LEASE_SECONDS
 from explorer.jobs.codec import (
-    WORKER_FIELDS, options_from_json, options_json, result_from_json, result_json, worker_from_values, worker_values,
+    WORKER_FIELDS, options_from_json, options_json, result_from_json, result_json, warnings_from_json, warnings_json,
+    worker_from_values, worker_values,
 )  # fmt: skip
 from explorer.jobs.model import MAX_ATTEMPTS, STATUSES, Job, Limit, NewJob, WorkerInfo, crashed_error
 from explorer.jobs.spools import FlacSpool
@@ -213,7 +215,7 @@ def _job(h: dict[str, str]) -> Job:
         h["id"], int(h["seq"]), h["session"], h["batch"], h["filename"], h["model"], options_from_json(h["options"]),
         h["status"], float(h["audio_seconds"]), float(h["created_at"]), number("started_at"), number("finished_at"),
         int(h.get("attempts", 0)), h.get("error", ""), result_from_json(h.get("result")), h.get("worker", ""),
-        number("lease_until"),
+        number("lease_until"), warnings_from_json(h.get("warnings")),
     )  # fmt: skip
 
 
@@ -221,7 +223,8 @@ def _new_fields(job: NewJob, session: str, batch: str, now: float) -> list[str]:
     """[id, status, field, value, ...] for the ADD script."""
     fields = dict(session=session, batch=batch, filename=job.filename, model=job.model,
                   options=options_json(job.options), audio_seconds=_text(float(job.audio_seconds)),
-                  created_at=_text(now), attempts="0", error=job.error, worker="")  # fmt: skip
+                  created_at=_text(now), attempts="0", error=job.error, worker="",
+                  warnings=warnings_json(job.warnings))  # fmt: skip
     if job.error:
         fields["finished_at"] = _text(now)
     return [job.id, "failed" if job.error else "queued", *(x for kv in fields.items() for x in kv)]

@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 
 from explorer.config import DEFAULT_LEASE_SECONDS
 from explorer.jobs.codec import (
-    WORKER_FIELDS, options_from_json, options_json, result_from_json, result_json, worker_from_values, worker_values,
+    WORKER_FIELDS, options_from_json, options_json, result_from_json, result_json, warnings_from_json, warnings_json,
+    worker_from_values, worker_values,
 )  # fmt: skip
 from explorer.jobs.model import MAX_ATTEMPTS, STATUSES, Job, Limit, NewJob, Status, WorkerInfo, crashed_error
 from explorer.types import Transcription
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT,
     worker TEXT NOT NULL DEFAULT '',
     lease_until REAL,
-    claim_id TEXT NOT NULL DEFAULT ''
+    claim_id TEXT NOT NULL DEFAULT '',
+    warnings TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_session ON jobs (session, seq);
@@ -55,12 +57,15 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 """
 # Columns added to `jobs` after its first release: a file made before them gets them on open.
-ADDED_COLUMNS = {"worker": "TEXT NOT NULL DEFAULT ''", "lease_until": "REAL", "claim_id": "TEXT NOT NULL DEFAULT ''"}
+ADDED_COLUMNS = {
+    "worker": "TEXT NOT NULL DEFAULT ''", "lease_until": "REAL", "claim_id": "TEXT NOT NULL DEFAULT ''",
+    "warnings": "TEXT NOT NULL DEFAULT '[]'",
+}  # fmt: skip
 # What going back to the queue sets (a release, a recovery): nobody's, no start, no lease.
 REQUEUED = "status = 'queued', started_at = NULL, worker = '', lease_until = NULL"
 COLUMNS = (
     "id, seq, session, batch, filename, model, options, status, audio_seconds, created_at, started_at, finished_at,"
-    " attempts, error, result, worker, lease_until"
+    " attempts, error, result, worker, lease_until, warnings"
 )
 
 
@@ -112,10 +117,10 @@ class SqliteJobStore:
     @staticmethod
     def _job(row: tuple) -> Job:
         (id_, seq, session, batch, filename, model, options, status, seconds, created, started, finished, attempts,
-         error, result, worker, lease_until) = row
+         error, result, worker, lease_until, warnings) = row
         return Job(
-            id_, seq, session, batch, filename, model, options_from_json(options), status, seconds, created, started, finished,
-            attempts, error, result_from_json(result), worker, lease_until,
+            id_, seq, session, batch, filename, model, options_from_json(options), status, seconds, created, started,
+            finished, attempts, error, result_from_json(result), worker, lease_until, warnings_from_json(warnings),
         )  # fmt: skip
 
     def add(self, session: str, batch: str, jobs: Sequence[NewJob]) -> list[Job]:
@@ -128,9 +133,9 @@ class SqliteJobStore:
                 status = "failed" if job.error else "queued"
                 db.execute(
                     "INSERT INTO jobs (id, session, batch, filename, model, options, status, audio_seconds, created_at,"
-                    " finished_at, error) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
+                    " finished_at, error, warnings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING",
                     (job.id, session, batch, job.filename, job.model, options_json(job.options), status,
-                     job.audio_seconds, now, now if job.error else None, job.error),
+                     job.audio_seconds, now, now if job.error else None, job.error, warnings_json(job.warnings)),
                 )  # fmt: skip
         return [j for j in map(self._get, dict.fromkeys(job.id for job in jobs)) if j.session == session]
 
