@@ -1,4 +1,4 @@
-"""Job values as both stores keep them: options and results as JSON, a worker as a row of fields."""
+"""Job values as both stores keep them: options, results and warnings as JSON, a worker as a row of fields."""
 
 from __future__ import annotations
 
