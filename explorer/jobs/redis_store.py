@@ -1,11 +1,11 @@
 """The job store and the audio spool on a Redis or Valkey server (``JOB_STORE=redis://host:6379/0``).
 
-Same contract as ``explorer.jobs.sqlite.SqliteJobStore`` (FIFO queue, atomic claims, leases, TTL expiry, session
-scoping), for workers on several machines that share one server. Keys, all under a prefix
-(default ``explorer:``; ``?prefix=name:`` in the URL sets another):
+Same contract as ``explorer.jobs.sqlite.SqliteJobStore`` (FIFO queue, atomic claims, leases, TTL
+expiry, session scoping), for workers on several machines that share one server. Keys, all under
+a prefix (default ``explorer:``; ``?prefix=name:`` in the URL sets another):
 
-- ``job:<id>``: a hash per job, the same fields as a row of the SQLite table (an absent field is NULL,
-  absent warnings none);
+- ``job:<id>``: a hash per job, the same fields as a row of the SQLite table (an absent field is
+  NULL; absent warnings, none);
 - ``seq``: the counter that numbers jobs in submission order;
 - ``queue``: queued job ids scored by seq (the FIFO), ``processing``: claimed ids scored by lease deadline;
 - ``session:<hash>``: a session's job ids scored by seq, ``created``: every job id scored by submission time (TTL);
