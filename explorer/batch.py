@@ -38,8 +38,8 @@ from explorer import catalog, formats
 from explorer.audio import Audio, AudioError
 from explorer.config import Settings
 from explorer.jobs import (
-    FINISHED, MAX_ATTEMPTS, AudioSpool, Job, JobStore, NewJob, Spool, WorkerInfo, crashed_error, new_token, open_store,
-    session_key,
+    FINISHED, MAX_ATTEMPTS, AudioSpool, Job, JobStore, NewJob, Running, Spool, WorkerInfo, crashed_error, new_token,
+    open_store, session_key,
 )  # fmt: skip
 from explorer.service import ModelError, ModelService
 from explorer.types import TranscribeOptions, Transcription
@@ -85,6 +85,12 @@ def job_row(job: Job) -> dict:
         "error": job.error,
         "environment": job.result.environment.label() if job.result and job.result.environment else None,
     }
+
+
+def job_warnings(job: Job) -> tuple[str, ...]:
+    """Every note on a job, each once: its file's repairs (kept from submission, whatever became of
+    the job), then its run's (a language ignored, no speech found)."""
+    return tuple(dict.fromkeys(job.warnings + (job.result.warnings if job.result else ())))
 
 
 class BatchRunner:
@@ -259,7 +265,7 @@ class BatchRunner:
             audio = self.service.decode(path)
         except AudioError as exc:
             return NewJob(path.name, model, options, 0.0, error=str(exc))
-        job = NewJob(path.name, model, options, audio.duration)
+        job = NewJob(path.name, model, options, audio.duration, warnings=audio.warnings)
         self.spool.write(job.id, audio.samples)
         return job
 
@@ -381,7 +387,8 @@ class BatchRunner:
         audios: list[tuple[Job, Audio]] = []
         for job in jobs:
             try:
-                audios.append((job, Audio(self._patiently(partial(self.spool.read, job.id), "reading audio"))))
+                samples = self._patiently(partial(self.spool.read, job.id), "reading audio")
+                audios.append((job, Audio(samples, job.warnings)))  # the file's repairs go into its result
             except self.store.transient:
                 raise
             except Exception as exc:  # the audio is gone (job deleted) or unreadable
@@ -440,7 +447,7 @@ class BatchRunner:
         by_model: dict[str, list[str]] = {}
         for job in held:
             by_model.setdefault(job.model, []).append(job.id)
-        current = "; ".join(f"{model}: {', '.join(ids)}" for model, ids in by_model.items())
+        current = tuple(Running(model, tuple(ids)) for model, ids in by_model.items())
         host, pid = socket.gethostname(), os.getpid()
         return WorkerInfo(self.worker, host, pid, models, done, self._started_at, time.time(), current)
 
@@ -525,18 +532,19 @@ class BatchRunner:
         options = self._check(model, old.options)
         if not self.spool.exists(old.id):
             raise JobError(f"job {job_id!r} has no audio to resubmit (it failed before decoding)")
-        new = NewJob(old.filename, model, options, old.audio_seconds)
+        new = NewJob(old.filename, model, options, old.audio_seconds, warnings=old.warnings)
         self.spool.copy(old.id, new.id)
         (job,) = self.store.add(session_key(token), secrets.token_urlsafe(8), [new])
         self._notify()
         return job
 
     def export(self, token: Optional[str], folder: Path, batch: Optional[str] = None) -> list[Path]:
-        """jobs.csv (one row per job), jobs.json (everything, with segments and metrics) and
-        srt.zip (one subtitle file per completed job)."""
+        """jobs.csv (one row per job, its warnings joined by " | "), jobs.json (everything, with
+        segments, metrics and warnings) and srt.zip (one subtitle file per completed job)."""
         jobs = self.jobs(token, batch)
         folder.mkdir(parents=True, exist_ok=True)
-        rows = [{**job_row(j), "text": j.result.text if j.result else ""} for j in jobs]
+        rows = [{**job_row(j), "warnings": " | ".join(job_warnings(j)), "text": j.result.text if j.result else ""}
+                for j in jobs]  # fmt: skip
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["id"])
         writer.writeheader()

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from explorer.audio import Audio, AudioError, load_audio
-from explorer.evaluate import Utterance, UtteranceResult, _failure, _result, rows_frame, summarize
+from explorer.evaluate import Utterance, UtteranceResult, failed_result, rows_frame, summarize, utterance_result
 from explorer.types import TranscribeOptions
 
 # Settings.from_env reads these; workers get the driver's values (the models' folder above all).
@@ -288,13 +288,13 @@ def iter_evaluate_on_ray(
             returned.add(index)
             utt = utterances[index]
             if row["error"]:
-                result = _failure(key, utt, str(row["error"]))
+                result = failed_result(key, utt, str(row["error"]))
             else:
-                result = _result(key, utt, str(row["hypothesis"]), float(row["audio_seconds"]),
-                                 float(row["processing_seconds"]), language, str(row["environment"]))  # fmt: skip
+                result = utterance_result(key, utt, str(row["hypothesis"]), float(row["audio_seconds"]),
+                                          float(row["processing_seconds"]), language, str(row["environment"]))  # fmt: skip
             yield RayRow(index, result, str(row["node_id"]), time.perf_counter() - start)
         for index in sorted(set(range(len(items))) - returned):
-            yield RayRow(index, _failure(key, utterances[index], LOST), "", time.perf_counter() - start)
+            yield RayRow(index, failed_result(key, utterances[index], LOST), "", time.perf_counter() - start)
 
 
 def evaluate_on_ray(models: Sequence[str], utterances: Sequence[Utterance], *args, **kwargs) -> RayEvaluation:

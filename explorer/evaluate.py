@@ -243,8 +243,9 @@ class UtteranceResult:
     environment: str = ""  # RunEnvironment.label() of the run that transcribed it
 
 
-def _result(key: str, utt: Utterance, text: str, audio_seconds: float, seconds: float, language,
-            environment: str = "") -> UtteranceResult:  # fmt: skip
+def utterance_result(key: str, utt: Utterance, text: str, audio_seconds: float, seconds: float, language,
+                     environment: str = "") -> UtteranceResult:  # fmt: skip
+    """The row of one transcribed utterance, scored against its reference (WER for speech only)."""
     s = score(utt.reference, text, language)
     return UtteranceResult(
         key, utt.id, utt.kind, utt.reference, text,
@@ -254,7 +255,8 @@ def _result(key: str, utt: Utterance, text: str, audio_seconds: float, seconds: 
     )  # fmt: skip
 
 
-def _failure(key: str, utt: Utterance, error: str) -> UtteranceResult:
+def failed_result(key: str, utt: Utterance, error: str) -> UtteranceResult:
+    """The row of an utterance that could not be transcribed, with the reason."""
     return UtteranceResult(key, utt.id, utt.kind, utt.reference, "", None, 0, 0, 0, 0, 0, 0.0, 0.0, error, utt.dataset)
 
 
@@ -275,7 +277,7 @@ def iter_evaluate(
             if warm_up is not None:
                 service.transcribe(key, warm_up.load(max_seconds), options)
         except ModelError as exc:
-            yield from (_failure(key, u, str(exc)) for u in utterances)
+            yield from (failed_result(key, u, str(exc)) for u in utterances)
             continue
         except AudioError:
             pass  # that utterance will fail below with its reason; the model still runs
@@ -284,10 +286,10 @@ def iter_evaluate(
                 audio = utt.load(max_seconds)
                 t = service.transcribe(key, audio, options)
             except (AudioError, ModelError, ValueError) as exc:
-                yield _failure(key, utt, str(exc))
+                yield failed_result(key, utt, str(exc))
                 continue
             env = t.environment.label() if t.environment else ""
-            yield _result(key, utt, t.text, audio.duration, t.metrics.processing_seconds, language, env)
+            yield utterance_result(key, utt, t.text, audio.duration, t.metrics.processing_seconds, language, env)
 
 
 def evaluate(

@@ -215,8 +215,14 @@ def test_compare_names_an_unknown_model_and_the_server_keeps_serving(app, clips)
 
 
 def test_worker_status_shows_what_runs_but_not_other_sessions_job_ids():
+    from explorer.jobs import Running
+    from explorer.jobs.codec import running_from_json, running_json
     from explorer.ui.widgets import running_summary
 
-    assert running_summary("") == ""
-    assert running_summary("faster-whisper/tiny.en: Ab_1, c-D2") == "faster-whisper/tiny.en (2 jobs)"
-    assert running_summary("m: x; transformers/whisper-base: y") == "m (1 job); transformers/whisper-base (1 job)"
+    assert running_summary(()) == ""
+    assert running_summary((Running("faster-whisper/tiny.en", ("Ab_1", "c-D2")),)) == "faster-whisper/tiny.en (2 jobs)"
+    both = (Running("m", ("x",)), Running("transformers/whisper-base", ("y",)))
+    assert running_summary(both) == "m (1 job); transformers/whisper-base (1 job)"
+    # Stored as JSON; a registry written before that holds "model: ids; model: ids", read as the same.
+    assert running_from_json(running_json(both)) == both == running_from_json("m: x; transformers/whisper-base: y")
+    assert running_from_json("") == running_from_json(running_json(())) == ()

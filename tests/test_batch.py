@@ -3,9 +3,12 @@ servers sharing one Redis job store."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
+import soundfile as sf
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
@@ -32,9 +35,6 @@ def wait_until(client, token, done, timeout=600):
 
 
 def exported(client, token):
-    import json
-    from pathlib import Path
-
     paths = client.predict(token, "", api_name="/export_jobs")
     return json.loads(Path(next(p for p in paths if p.endswith(".json"))).read_text())
 
@@ -108,6 +108,44 @@ def test_resubmit_with_another_model_and_cancel(app, clips):
     assert all(score(clips[1].reference, t).wer <= 0.25 for t in texts)
     with pytest.raises(AppError, match="only queued jobs can be cancelled"):
         client.predict(sub["token"], again["id"], api_name="/cancel_job")
+
+
+def test_a_truncated_file_keeps_its_repair_warning_in_its_batch_job(app, clips, tmp_path):
+    """The note decoding made (the Transcribe tab shows it) stays with the job: in /job, in the
+    Batch tab's job view, in its result, in both exports and in a resubmitted job."""
+    import csv
+
+    from explorer.audio import load_audio
+    from explorer.ui.batch import job_view
+
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, clips[1].samples, 16000, subtype="PCM_16")
+    truncated = tmp_path / "truncated.wav"
+    data = whole.read_bytes()
+    truncated.write_bytes(data[: len(data) * 2 // 3])  # its last third cut off
+    expected = load_audio(truncated).warnings
+    assert len(expected) == 1 and "truncated or damaged" in expected[0]
+
+    client = app.client()
+    sub = submit(client, [truncated])
+    token, job_id = sub["token"], sub["jobs"][0]["id"]
+    wait_until(client, token, lambda c: c["completed"] == 1)
+    data, _ = client.predict(token, job_id, api_name="/job")
+    assert data["warnings"] == list(expected) and data["result"]["warnings"][: len(expected)] == list(expected)
+    assert data["result"]["text"]
+    view = job_view(data)
+    assert view["warnings"] == f"⚠️ {expected[0]}" and view["transcript"] == data["result"]["text"]
+
+    again = client.predict(token, job_id, "", api_name="/resubmit")
+    wait_until(client, token, lambda c: c["completed"] == 2)
+    assert client.predict(token, again["id"], api_name="/job")[0]["warnings"] == list(expected)
+
+    paths = client.predict(token, "", api_name="/export_jobs")
+    jobs = json.loads(Path(next(p for p in paths if p.endswith(".json"))).read_text())
+    assert [j["warnings"] for j in jobs] == [list(expected)] * 2
+    with open(next(p for p in paths if p.endswith(".csv")), newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["warnings"] for r in rows] == [expected[0]] * 2
 
 
 def test_kill_9_mid_batch_then_restart_loses_and_duplicates_nothing(models_dir, clips, tmp_path):

@@ -206,15 +206,15 @@ def test_killing_a_worker_mid_run_loses_and_duplicates_nothing(ray_cluster, long
 
 def test_rows_gathered_in_any_order_come_out_in_dataset_order_with_each_models_wall_time():
     from explorer.distributed import LOST, RayRow, gathered
-    from explorer.evaluate import _failure, _result
+    from explorer.evaluate import failed_result, utterance_result
 
     # Real words: the leaderboard's normaliser joins runs of single letters ("a b c" -> "abc").
     utts = [Utterance(f"u{i}", b"", "the cat sat") for i in range(3)]
     arrived = [
-        RayRow(2, _result("m2", utts[2], "the cat sat", 1.0, 0.5, "en"), "n1", 4.0),
-        RayRow(1, _failure("m1", utts[1], LOST), "", 9.0),
-        RayRow(0, _result("m1", utts[0], "the cat", 1.0, 0.5, "en"), "n2", 3.0),
-        RayRow(0, _result("m2", utts[0], "the cat sat", 1.0, 0.5, "en"), "n1", 2.0),
+        RayRow(2, utterance_result("m2", utts[2], "the cat sat", 1.0, 0.5, "en"), "n1", 4.0),
+        RayRow(1, failed_result("m1", utts[1], LOST), "", 9.0),
+        RayRow(0, utterance_result("m1", utts[0], "the cat", 1.0, 0.5, "en"), "n2", 3.0),
+        RayRow(0, utterance_result("m2", utts[0], "the cat sat", 1.0, 0.5, "en"), "n1", 2.0),
     ]
     run = gathered(["m1", "m2"], arrived)
     assert list(zip(run.rows["model"], run.rows["id"])) == [("m1", "u0"), ("m1", "u1"), ("m2", "u0"), ("m2", "u2")]

@@ -20,7 +20,8 @@ import soundfile as sf
 
 from explorer.batch import FORGET_WORKER_SECONDS, ORPHAN_GRACE_SECONDS, BatchRunner
 from explorer.config import Settings, store_kind
-from explorer.jobs import MAX_ATTEMPTS, NewJob, SqliteJobStore, WorkerInfo, _options_json, open_store, session_key
+from explorer.jobs import MAX_ATTEMPTS, NewJob, Running, SqliteJobStore, WorkerInfo, open_store, session_key
+from explorer.jobs.codec import options_json
 from explorer.metrics import compute
 from explorer.types import Segment, TranscribeOptions, Transcription, Word
 from tests.redis_server import RedisServer
@@ -313,12 +314,13 @@ def test_only_the_worker_holding_a_job_renews_or_records_it(store):
 def test_workers_report_themselves_and_age_out(store):
     now = time.time()
     one = WorkerInfo("host-a:11:ab", "host-a", 11, (TINY, BASE), 0, now - 100, now)
-    two = WorkerInfo("host-b:22:cd", "host-b", 22, (), 5, now - 50, now - 30, current="job-x")
+    two = WorkerInfo("host-b:22:cd", "host-b", 22, (), 5, now - 50, now - 30, current=(Running(TINY, ("job-x",)),))
     store.beat(two)
     store.beat(one)
     assert store.workers(max_age=60) == [one, two]  # oldest first
     assert store.workers(max_age=10) == [one]  # two has not reported for 30 s
-    busier = replace(one, models=(TINY,), jobs_done=3, last_seen=now + 1, current="job-y")
+    busier = replace(one, models=(TINY,), jobs_done=3, last_seen=now + 1,
+                     current=(Running(TINY, ("job-y", "job-z")), Running(BASE, ("job-w",))))  # fmt: skip
     store.beat(busier)  # the same worker again: replaced, not added
     assert store.workers(max_age=60) == [busier, two]
     assert store.forget_worker(two.id) and not store.forget_worker(two.id)
@@ -424,7 +426,7 @@ def test_job_store_urls_and_redis_only_when_asked_for():
     assert Settings.from_env({}).job_store == "" and store_kind("sqlite") == "sqlite"
     with pytest.raises(ValueError, match="JOB_STORE"):
         Settings.from_env({"JOB_STORE": "postgres://db/jobs"})
-    from explorer.redis_store import split_url
+    from explorer.jobs.redis_store import split_url
 
     assert split_url("redis://h:6380/2?prefix=app1:&socket_timeout=5") == ("redis://h:6380/2?socket_timeout=5", "app1:")
     assert split_url("unix:///run/redis.sock?db=1") == ("unix:///run/redis.sock?db=1", "explorer:")
@@ -446,7 +448,8 @@ def test_both_stores_return_identical_jobs(tmp_path, redis_url):
         TINY, "hi there", (Segment(0.0, 1.5, "hi there", words),), "en", EN,
         compute([0.25, 0.5], "token", 3.0, 1.25, 0.5, 2), ("a warning",),
     )  # fmt: skip
-    submitted = [new("é 😀.wav"), new("b.wav", BASE, odd), new("bad.wav", error="not audio"), new("c.wav")]
+    repaired = NewJob("é 😀.wav", TINY, EN, 3.0, warnings=("Ünïcode repair 😀", "another"))
+    submitted = [repaired, new("b.wav", BASE, odd), new("bad.wav", error="not audio"), new("c.wav")]
     seen = []
     for url in ("", f"{redis_url}?prefix=same-{time.monotonic_ns()}:"):
         store, _ = open_store(url, tmp_path)
@@ -460,6 +463,7 @@ def test_both_stores_return_identical_jobs(tmp_path, redis_url):
         seen.append(([timeless(j) for j in added + listed], store.counts(A), store.counts(A, "b"), sorted(store.ids())))
         assert [j.status for j in listed] == ["completed", "failed", "failed", "cancelled"]
         assert listed[0].result == out and listed[1].options == odd and listed[0].filename == "é 😀.wav"
+        assert listed[0].warnings == repaired.warnings and listed[1].warnings == ()
     assert seen[0] == seen[1] and repr(seen[0]) == repr(seen[1])  # repr: 3 and 3.0, a list and a tuple differ
 
 
@@ -477,11 +481,12 @@ def test_a_store_file_from_before_leases_opens_with_its_jobs(tmp_path):
         db.executescript(OLD_SCHEMA)
         row = "INSERT INTO jobs (id, session, batch, filename, model, options, status, audio_seconds, created_at,"
         row += " started_at, attempts) VALUES (?, ?, 'b', ?, ?, ?, ?, 3.0, 1.0, ?, ?)"
-        db.execute(row, ("j1", A, "1.wav", TINY, _options_json(EN), "processing", 2.0, 1))
-        db.execute(row, ("j2", A, "2.wav", TINY, _options_json(EN), "queued", None, 0))
+        db.execute(row, ("j1", A, "1.wav", TINY, options_json(EN), "processing", 2.0, 1))
+        db.execute(row, ("j2", A, "2.wav", TINY, options_json(EN), "queued", None, 0))
     store = SqliteJobStore(path)
     running = store.get(A, "j1")
     assert running.status == "processing" and running.worker == "" and running.lease_until is None
+    assert running.warnings == ()  # from before jobs kept their file's warnings: none
     assert store.recover(expired_only=True) == (1, 0)  # from before leases: it has none, so it counts as run out
     assert [j.filename for j in store.claim(8, worker="w")] == ["1.wav", "2.wav"]
     store.beat(WorkerInfo("w", "h", 1, (), 0, 1.0, time.time()))
@@ -556,7 +561,7 @@ def test_a_runner_renews_the_lease_of_a_long_job_and_lets_it_finish_when_stopped
     try:
         assert service.started.wait(10)
         (me,) = runner.workers()
-        assert me.id == runner.worker and me.current == f"{TINY}: {job.id}" and me.models == (TINY,)
+        assert me.id == runner.worker and me.current == (Running(TINY, (job.id,)),) and me.models == (TINY,)
         assert me.jobs_done == 0 and me.pid == os.getpid()
         threading.Timer(2.5, service.gate.set).start()  # longer than two leases: only the heartbeat keeps it
         assert runner.stop(grace=20) == 0  # it finished within the grace: nothing given back

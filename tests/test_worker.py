@@ -163,7 +163,7 @@ def test_two_workers_and_two_apps_share_one_store_and_run_a_batch_exactly_once(
     ids = {w.info(store).id for w in workers}
     assert {w.id for w in registry} == ids  # the apps (BATCH_WORKERS=0) take no jobs and do not report
     assert {j.worker for j in jobs} == ids, "one worker took every job: nothing was shared"
-    assert all(w.jobs_done > 0 and w.models == (TINY,) and w.current == "" for w in registry)
+    assert all(w.jobs_done > 0 and w.models == (TINY,) and w.current == () for w in registry)
     assert health["job_store"] == "redis" and {w["worker"] for w in health["workers"]} == ids
     assert sum(w["jobs_done"] for w in health["workers"]) == 50 and {w["models_loaded"] for w in health["workers"]} == {TINY}
     refs = {c.path.name: c.reference for c in clips}

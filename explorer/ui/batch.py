@@ -17,7 +17,7 @@ import pandas as pd
 from explorer.batch import BatchRunner, JobError, finished, job_row
 from explorer.jobs import Job
 from explorer.service import ModelService
-from explorer.ui.widgets import language_choices, make_options, model_choices, user_error, worker_records, reachable_workers
+from explorer.ui.widgets import language_choices, make_options, model_choices, reachable_workers, user_error, warnings_markdown, worker_records
 
 TABLE_COLUMNS = ["file", "status", "model", "audio_seconds", "rtfx", "seconds", "batch_size", "error", "id", "environment"]
 WORKER_COLUMNS = ["worker", "host", "pid", "models_loaded", "jobs_done", "running", "up_seconds", "seen_seconds_ago"]
@@ -38,6 +38,20 @@ def browser_secret(data_dir: Path) -> str:
 
 def jobs_frame(jobs: list[Job]) -> pd.DataFrame:
     return pd.DataFrame([job_row(j) for j in jobs], columns=TABLE_COLUMNS)
+
+
+def job_view(data: dict) -> dict[str, object]:
+    """What the Job panel shows of a job as /job returns it: "transcript" (the text, else the error
+    or the status), "warnings" (markdown: its file's repairs, then its run's, each once) and
+    "segments" (a table)."""
+    result = data.get("result") or {}
+    warnings = dict.fromkeys([*data.get("warnings", ()), *result.get("warnings", ())])
+    rows = [(round(s["start"], 2), round(s["end"], 2), s["text"].strip()) for s in result.get("segments", [])]
+    return {
+        "transcript": result.get("text") or data.get("error") or f"({data['status']})",
+        "warnings": warnings_markdown(warnings),
+        "segments": pd.DataFrame(rows, columns=["start", "end", "text"]),
+    }
 
 
 def progress_markdown(counts: dict[str, int]) -> str:
@@ -172,6 +186,7 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         with gr.Row():
             player = gr.Audio(label="Audio", type="filepath", interactive=False)
             transcript = gr.Textbox(label="Transcript", lines=5, interactive=False)
+        warnings_note = gr.Markdown()
         segments = gr.Dataframe(label="Segments", interactive=False, wrap=True)
         with gr.Accordion("Job as JSON", open=False):
             detail = gr.JSON()
@@ -224,10 +239,9 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         if not (job_id or "").strip():
             raise gr.Error("Pick a job: click a row of the jobs table.")
         data, audio = get_job(token, job_id)
-        result = data.get("result") or {}
-        text = result.get("text") or data.get("error") or f"({data['status']})"
-        rows = [(round(s["start"], 2), round(s["end"], 2), s["text"].strip()) for s in result.get("segments", [])]
-        return data, audio, text, pd.DataFrame(rows, columns=["start", "end", "text"])
+        view = job_view(data)
+        return {detail: data, player: audio, transcript: view["transcript"], warnings_note: view["warnings"],
+                segments: view["segments"]}  # fmt: skip
 
     def on_select(table: pd.DataFrame, evt: gr.SelectData):
         return table.iloc[evt.index[0]]["id"] if evt.index else gr.skip()
@@ -251,7 +265,7 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         show_workers, None, [workers_note, workers_table], queue=False, **private
     )
     table.select(on_select, table, job_id, queue=False, **private)
-    open_job.click(ui_open, [token, job_id], [detail, player, transcript, segments], **private)
+    open_job.click(ui_open, [token, job_id], [detail, player, transcript, warnings_note, segments], **private)
     cancel_button.click(lambda t, j: cancel_job(t, j) and None, [token, job_id], None, **private).then(refresh, token, [status, table], **private)
     delete_button.click(lambda t, j: delete_job(t, j) and None, [token, job_id], None, **private).then(refresh, token, [status, table], **private)
     resubmit_button.click(

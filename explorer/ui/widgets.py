@@ -9,7 +9,7 @@ import math
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import gradio as gr
 from gradio_browser_asr import BrowserASR, BrowserModel, assets_missing
@@ -17,7 +17,7 @@ from gradio_browser_asr import BrowserASR, BrowserModel, assets_missing
 from explorer import catalog, metrics
 from explorer.batch import BatchRunner
 from explorer.config import Settings
-from explorer.jobs import WorkerInfo
+from explorer.jobs import Running, WorkerInfo
 from explorer.service import ModelService
 from explorer.types import Metrics, TranscribeOptions, Transcription
 
@@ -194,15 +194,10 @@ def browser_component(settings: Settings, **kwargs) -> Optional[BrowserASR]:
 
 
 # -- batch workers ------------------------------------------------------------------------------
-def running_summary(current: str) -> str:
+def running_summary(current: Sequence[Running]) -> str:
     """What a worker runs, without the job ids (they belong to other users' sessions):
-    "model: id1, id2; other: id3" -> "model (2 jobs); other (1 job)"."""
-    parts = []
-    for part in filter(None, current.split("; ")):
-        model, _, ids = part.rpartition(": ")
-        n = len(ids.split(", "))
-        parts.append(f"{model} ({n} job{'s' if n > 1 else ''})")
-    return "; ".join(parts)
+    "model (2 jobs); other (1 job)"."""
+    return "; ".join(f"{model} ({len(ids)} job{'s' if len(ids) > 1 else ''})" for model, ids in current)
 
 
 def worker_records(workers: list[WorkerInfo], now: float) -> list[dict]:

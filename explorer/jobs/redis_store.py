@@ -1,10 +1,11 @@
 """The job store and the audio spool on a Redis or Valkey server (``JOB_STORE=redis://host:6379/0``).
 
-Same contract as ``SqliteJobStore`` (FIFO queue, atomic claims, leases, TTL expiry, session
-scoping), for workers on several machines that share one server. Keys, all under a prefix
-(default ``explorer:``; ``?prefix=name:`` in the URL sets another):
+Same contract as ``explorer.jobs.sqlite.SqliteJobStore`` (FIFO queue, atomic claims, leases, TTL
+expiry, session scoping), for workers on several machines that share one server. Keys, all under
+a prefix (default ``explorer:``; ``?prefix=name:`` in the URL sets another):
 
-- ``job:<id>``: a hash per job, the same fields as a row of the SQLite table (an absent field is NULL);
+- ``job:<id>``: a hash per job, the same fields as a row of the SQLite table (an absent field is
+  NULL; absent warnings, none);
 - ``seq``: the counter that numbers jobs in submission order;
 - ``queue``: queued job ids scored by seq (the FIFO), ``processing``: claimed ids scored by lease deadline;
 - ``session:<hash>``: a session's job ids scored by seq, ``created``: every job id scored by submission time (TTL);
@@ -36,11 +37,13 @@ from urllib.parse import parse_qsl, urlencode
 
 import redis
 
-from explorer.jobs import (
-    MAX_ATTEMPTS, STATUSES, WORKER_FIELDS, FlacSpool, Job, Limit, NewJob, WorkerInfo, _options, _options_json,
-    _result, _worker, _worker_values, crashed_error,
-)  # fmt: skip
 from explorer.config import DEFAULT_LEASE_SECONDS
+from explorer.jobs.codec import (
+    WORKER_FIELDS, options_from_json, options_json, result_from_json, result_json, warnings_from_json, warnings_json,
+    worker_from_values, worker_values,
+)  # fmt: skip
+from explorer.jobs.model import MAX_ATTEMPTS, STATUSES, Job, Limit, NewJob, WorkerInfo, crashed_error
+from explorer.jobs.spools import FlacSpool
 from explorer.types import Transcription
 
 DEFAULT_PREFIX = "explorer:"
@@ -209,18 +212,19 @@ def _job(h: dict[str, str]) -> Job:
         return float(h[name]) if h.get(name) else None
 
     return Job(
-        h["id"], int(h["seq"]), h["session"], h["batch"], h["filename"], h["model"], _options(h["options"]),
+        h["id"], int(h["seq"]), h["session"], h["batch"], h["filename"], h["model"], options_from_json(h["options"]),
         h["status"], float(h["audio_seconds"]), float(h["created_at"]), number("started_at"), number("finished_at"),
-        int(h.get("attempts", 0)), h.get("error", ""), _result(h.get("result")), h.get("worker", ""),
-        number("lease_until"),
+        int(h.get("attempts", 0)), h.get("error", ""), result_from_json(h.get("result")), h.get("worker", ""),
+        number("lease_until"), warnings_from_json(h.get("warnings")),
     )  # fmt: skip
 
 
 def _new_fields(job: NewJob, session: str, batch: str, now: float) -> list[str]:
     """[id, status, field, value, ...] for the ADD script."""
     fields = dict(session=session, batch=batch, filename=job.filename, model=job.model,
-                  options=_options_json(job.options), audio_seconds=_text(float(job.audio_seconds)),
-                  created_at=_text(now), attempts="0", error=job.error, worker="")  # fmt: skip
+                  options=options_json(job.options), audio_seconds=_text(float(job.audio_seconds)),
+                  created_at=_text(now), attempts="0", error=job.error, worker="",
+                  warnings=warnings_json(job.warnings))  # fmt: skip
     if job.error:
         fields["finished_at"] = _text(now)
     return [job.id, "failed" if job.error else "queued", *(x for kv in fields.items() for x in kv)]
@@ -324,7 +328,7 @@ class RedisJobStore:
         return self._run("finish", keys, [job_id, status, error, result, _text(time.time()), worker]) == 1
 
     def complete(self, job_id: str, result: Transcription, worker: str = "") -> bool:
-        return self._finish(job_id, "completed", "", json.dumps(result.to_dict()), worker)
+        return self._finish(job_id, "completed", "", result_json(result), worker)
 
     def fail(self, job_id: str, error: str, worker: str = "") -> bool:
         return self._finish(job_id, "failed", error, "", worker)
@@ -375,7 +379,7 @@ class RedisJobStore:
 
     def beat(self, info: WorkerInfo) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self._key("worker", info.id), mapping=dict(zip(WORKER_FIELDS, map(_text, _worker_values(info)))))
+        pipe.hset(self._key("worker", info.id), mapping=dict(zip(WORKER_FIELDS, map(_text, worker_values(info)))))
         pipe.zadd(self._key("workers"), {info.id: info.last_seen})
         pipe.execute()
 
@@ -385,7 +389,7 @@ class RedisJobStore:
         pipe = self.client.pipeline(transaction=True)
         for worker_id in ids:
             pipe.hmget(self._key("worker", worker_id.decode()), WORKER_FIELDS)
-        found = [_worker([v.decode() for v in values]) for values in pipe.execute() if None not in values]
+        found = [worker_from_values([v.decode() for v in values]) for values in pipe.execute() if None not in values]
         return sorted(found, key=lambda w: (w.started_at, w.id))
 
     def forget_worker(self, worker_id: str) -> bool:
@@ -412,13 +416,13 @@ class RedisSpool(FlacSpool):
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}audio:{job_id}"
 
-    def _put(self, job_id: str, data: bytes) -> None:
+    def put_bytes(self, job_id: str, data: bytes) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.set(self._key(job_id), data)
         pipe.zadd(self._written, {job_id: time.time()})
         pipe.execute()
 
-    def _get(self, job_id: str) -> bytes:
+    def get_bytes(self, job_id: str) -> bytes:
         data = self.client.get(self._key(job_id))
         if data is None:
             raise FileNotFoundError(f"no audio for job {job_id!r}")
