@@ -321,6 +321,7 @@ def _summary_row(group: pd.DataFrame, language: Optional[str], normalizer: Optio
     speech, non_speech = ok[ok["kind"] == "speech"], ok[ok["kind"] == "non-speech"]
     s = score(list(speech["reference"]), list(speech["hypothesis"]), language, normalizer) if len(speech) else None
     audio, processing = speech["audio_seconds"].sum(), speech["processing_seconds"].sum()
+    rtfx = metrics.rtfx(audio, processing)
     quiet = non_speech["audio_seconds"].sum()
     return {
         "wer": s.wer if s else None,
@@ -333,8 +334,8 @@ def _summary_row(group: pd.DataFrame, language: Optional[str], normalizer: Optio
         "failed": len(group) - len(ok),
         "audio_seconds": audio,
         "processing_seconds": processing,
-        "rtfx": metrics.rtfx(audio, processing),
-        "cost_per_audio_hour": metrics.cost_per_audio_hour(price_per_hour, metrics.rtfx(audio, processing)),
+        "rtfx": rtfx,
+        "cost_per_audio_hour": metrics.cost_per_audio_hour(price_per_hour, rtfx),
         "non_speech_seconds": quiet,
         "hallucinated_words": int(non_speech["hypothesis_words"].sum()),
         "hallucinations_per_minute": probe.words_per_minute(int(non_speech["hypothesis_words"].sum()), quiet)

@@ -334,3 +334,19 @@ def test_results_saved_without_a_dataset_column_still_load(tmp_path):
         loaded, summary, _ = load_results(tmp_path / name)
         assert list(loaded["dataset"]) == [""]
         assert summary.iloc[0]["wer"] == pytest.approx(1 / 3) and "mean_wer" not in summary
+
+
+def test_summary_cost_per_audio_hour_is_price_over_rtfx_and_environments_are_listed():
+    """DEVICE_PRICE_PER_HOUR's figure in the leaderboard: price / RTFx, from the rows' sums; rows
+    from two environments are two computations, and the summary names both."""
+    from explorer.evaluate import UtteranceResult, rows_frame
+
+    rows = rows_frame([
+        UtteranceResult("m", "u0", "speech", "the cat sat", "the cat sat", 0.0, 0, 0, 0, 3, 3, 10.0, 2.0, environment="A"),
+        UtteranceResult("m", "u1", "speech", "the cat sat", "the cat", 1 / 3, 0, 1, 0, 3, 2, 20.0, 4.0, environment="B"),
+    ])  # fmt: skip
+    summary = summarize(rows, price_per_hour=0.5).iloc[0]
+    assert summary["rtfx"] == pytest.approx(30 / 6)
+    assert summary["cost_per_audio_hour"] == pytest.approx(0.5 / 5)
+    assert summary["environment"] == "A | B"
+    assert summarize(rows).iloc[0]["cost_per_audio_hour"] is None
