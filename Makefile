@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 APT_PACKAGES := pocketsphinx-testdata ffmpeg sox espeak-ng nodejs chromium redis-server
 ASSETS := custom_components/browser_asr
 
-.PHONY: setup system venv assets prepare run test bench
+.PHONY: setup system venv assets prepare run test bench fuzz
 
 setup: system venv assets prepare
 
@@ -53,3 +53,11 @@ bench: setup
 	$(PY) bench/bench_batch.py
 	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_workers.py
+
+# A long fuzz of the audio decoder with a fresh random seed each run (`make test` runs a short,
+# reproducible one). FUZZ_EXAMPLES is per format (7 formats); inputs that break it are saved in
+# bench/results/fuzz/. `make fuzz FUZZ_EXAMPLES=500` for a quicker run.
+FUZZ_EXAMPLES ?= 3000
+fuzz: setup
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_audio_fuzz.py \
+		-k damaged --hypothesis-show-statistics
