@@ -55,7 +55,7 @@ bench: setup
 	$(PY) bench/bench_workers.py
 
 # A long fuzz of the audio decoder with a fresh random seed each run (`make test` runs a short,
-# reproducible one). FUZZ_EXAMPLES is per format (7 formats); inputs that break it are saved in
+# reproducible one). FUZZ_EXAMPLES is per seed file (8); inputs that break it are saved in
 # bench/results/fuzz/. `make fuzz FUZZ_EXAMPLES=500` for a quicker run.
 FUZZ_EXAMPLES ?= 3000
 fuzz: setup

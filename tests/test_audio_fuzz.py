@@ -44,10 +44,12 @@ SEEDS = {
     "ogg": ("seed.ogg", ["-ar", "48000", "-c:a", "libvorbis"]),
     "opus": ("seed.opus", ["-c:a", "libopus", "-b:a", "24k"]),
     "webm": ("seed.webm", ["-c:a", "libopus", "-b:a", "24k"]),
+    # What a browser's MediaRecorder uploads: webm/opus written as a stream (no duration, no cues).
+    "webm-live": ("live.webm", ["-c:a", "libopus", "-b:a", "24k", "-f", "webm"]),
     "m4a": ("seed.m4a", ["-ar", "44100", "-c:a", "aac", "-b:a", "48k"]),
 }
 
-# Examples per format: 7 formats x 80 = 560 in `make test` (about a minute on 2 cores).
+# Examples per format: 8 seeds x 80 = 640 in `make test` (about a minute on 2 cores).
 LONG_RUN = "FUZZ_EXAMPLES" in os.environ
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "80"))
 DEADLINE_S = 5  # hypothesis fails an example slower than this (after re-running it once)
@@ -65,10 +67,14 @@ def seeds(tmp_path_factory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("fuzz-seeds")
     made = {}
     for fmt, (filename, options) in SEEDS.items():
-        path = out / filename
         command = [ffmpeg, "-v", "error", "-nostdin", "-y", "-i", str(SPEECH), "-t", SEED_SECONDS]
-        subprocess.run([*command, *options, str(path)], check=True, timeout=30)
-        made[fmt] = path.read_bytes()
+        if fmt == "webm-live":
+            made[fmt] = subprocess.run(
+                [*command, *options, "pipe:1"], check=True, capture_output=True, timeout=30
+            ).stdout
+        else:
+            subprocess.run([*command, *options, str(out / filename)], check=True, timeout=30)
+            made[fmt] = (out / filename).read_bytes()
     return made
 
 
@@ -168,7 +174,7 @@ def check_decodes_or_refuses(data: bytes, name: str, max_seconds, max_bytes) -> 
 
 def _save(data: bytes, fmt: str) -> Path:
     FOUND.mkdir(parents=True, exist_ok=True)
-    path = FOUND / f"{fmt}-{hashlib.sha1(data).hexdigest()[:12]}.{fmt}"
+    path = FOUND / f"{fmt}-{hashlib.sha1(data).hexdigest()[:12]}{Path(SEEDS[fmt][0]).suffix}"
     path.write_bytes(data)
     return path
 
