@@ -49,9 +49,9 @@ SEEDS = {
     "m4a": ("seed.m4a", ["-ar", "44100", "-c:a", "aac", "-b:a", "48k"]),
 }
 
-# Examples per seed file: 8 x 150 = 1,200 in `make test`.
+# Examples per seed file: 8 x 400 = 3,200 in `make test`.
 LONG_RUN = "FUZZ_EXAMPLES" in os.environ
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 DEADLINE_S = 5  # hypothesis fails an example slower than this (after re-running it once)
 HANG_S = 30  # a hard stop for a decode that never returns to Python at all
 MAX_SECONDS = 30.0
