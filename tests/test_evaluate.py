@@ -463,3 +463,17 @@ def test_a_zip_whose_declared_sizes_lie_is_stopped_at_the_cap(tmp_path):
     with pytest.raises(DatasetError, match=r"liar.zip: not a zip archive \(Bad CRC-32 for file 'zeros.wav'\)"):
         dataset_from_files([archive], tmp_path / "work", ZipLimits(bytes=1 << 20, ratio=1e9))
     assert sum(p.stat().st_size for p in (tmp_path / "work").rglob("*") if p.is_file()) <= 1
+
+
+def test_the_evaluate_api_refuses_manifests_reaching_outside_the_upload(app, clips, tmp_path):
+    """Through gradio_client: a traversal and an absolute path (a real clip on this server) are
+    each refused with the row and the reason, before any model runs, so no row is transcribed."""
+    from gradio_client.exceptions import AppError
+
+    for i, audio in enumerate((f"../{clips[1].path.name}", str(clips[1].path))):
+        manifest = tmp_path / f"m{i}.csv"
+        manifest.write_text(f"audio,reference\n{clips[0].path.name},{clips[0].reference}\n{audio},{clips[1].reference}\n")
+        files = [handle_file(str(manifest)), handle_file(str(clips[0].path))]
+        message = rf"m{i}.csv row 2: audio path {re.escape(audio)} is outside the uploaded dataset"
+        with pytest.raises(AppError, match=message):
+            app.client().predict(files, "", "", "", None, ["faster-whisper/tiny.en"], "en", 1, True, False, api_name="/evaluate")
