@@ -78,6 +78,11 @@ class Settings:
     gpu_memory_utilization: float = 0.9
     max_audio_seconds: float = 30 * 60
     max_upload_mb: float = 200
+    # An uploaded .zip (Evaluate tab) may hold this many files, unpack to this much, at this
+    # compression ratio at most: a few KB of zip can otherwise unpack to gigabytes.
+    max_zip_members: int = 10_000
+    max_zip_mb: float = 2048
+    max_zip_ratio: float = 100
     device: str = "auto"  # auto | cpu | cuda
     compute_type: Optional[str] = None  # faster-whisper override, e.g. float32
     # Threads of every engine's CPU kernels (CTranslate2, onnxruntime, torch). Outputs can depend
@@ -116,6 +121,9 @@ class Settings:
             gpu_memory_utilization=_float(env, "GPU_MEMORY_UTILIZATION", cls.gpu_memory_utilization),
             max_audio_seconds=_float(env, "MAX_AUDIO_SECONDS", cls.max_audio_seconds),
             max_upload_mb=_float(env, "MAX_UPLOAD_MB", cls.max_upload_mb),
+            max_zip_members=_int(env, "MAX_ZIP_MEMBERS", cls.max_zip_members),
+            max_zip_mb=_float(env, "MAX_ZIP_MB", cls.max_zip_mb),
+            max_zip_ratio=_float(env, "MAX_ZIP_RATIO", cls.max_zip_ratio),
             device=env.get("DEVICE", cls.device).lower(),
             compute_type=env.get("COMPUTE_TYPE") or None,
             cpu_threads=_int(env, "CPU_THREADS", all_cores()),
@@ -160,5 +168,7 @@ class Settings:
             raise ValueError("MAX_LOADED_MODELS must be at least 1")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("GPU_MEMORY_UTILIZATION must be in (0, 1]")
+        if self.max_zip_members < 1 or self.max_zip_mb <= 0 or self.max_zip_ratio < 1:
+            raise ValueError("MAX_ZIP_MEMBERS must be at least 1, MAX_ZIP_MB positive and MAX_ZIP_RATIO at least 1")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("DEVICE must be auto, cpu or cuda")

@@ -6,6 +6,10 @@ Face ``datasets`` dataset saved with ``save_to_disk``; or a Hub dataset (``hf:NA
 only). The robustness probe adds generated non-speech clips (``explorer.probe``) whose reference
 is empty. One code path serves the CLI (``python -m explorer eval``) and the Evaluate tab.
 
+Datasets from strangers (the Evaluate tab and its API) are confined: `load_dataset(..., root=)`
+reads only files inside `root` (the request's upload folder), and `hf:` takes only Hub ids. The
+CLI, run by the user on their own files, passes no root and reads any path.
+
 Everything a dataset says is checked before any model runs, so a bad row stops the evaluation
 with a message naming it rather than skewing the numbers. Audio is decoded one utterance at a
 time; an utterance that fails to decode is recorded as failed with its reason.
@@ -17,8 +21,9 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Literal, Optional, Sequence, Union
 
 import numpy as np
@@ -35,6 +40,8 @@ MANIFEST_SUFFIXES = {".csv", ".tsv", ".jsonl"}
 AUDIO_COLUMNS = ("audio", "path", "file", "audio_path", "audio_filepath")
 REFERENCE_COLUMNS = ("reference", "text", "transcript", "transcription", "sentence", "normalized_text")
 HUB_PREFIX = "hf:"
+# The Hub's repo ids: NAME or OWNER/NAME, letters, digits, "-", "_", "." (huggingface_hub's rule).
+HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}", re.ASCII)
 
 Kind = Literal["speech", "non-speech"]
 AudioRef = Union[Path, bytes, np.ndarray]  # a file, a file's bytes, or 16 kHz samples
@@ -64,20 +71,34 @@ def _pick(row: dict, names: Sequence[str], what: str, where: str) -> str:
     raise DatasetError(f"{where}: no {what} column (expected one of {', '.join(names)})")
 
 
-def _resolve(audio: Path, base: Path) -> Path:
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path`, ".." and symlinks followed, lies in `root` (whether or not it exists)."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _outside(where: str, audio: Path) -> DatasetError:
+    """One message for every path that leaves the upload, so it never tells what exists there."""
+    return DatasetError(f"{where}: audio path {audio} is outside the uploaded dataset (give a path relative to the manifest)")
+
+
+def _resolve(audio: Path, base: Path, where: str, root: Optional[Path] = None) -> Path:
     """A manifest's audio path: absolute, or relative to the manifest; files uploaded through the
-    UI lose their folders, so a bare file name beside the manifest is accepted too."""
+    UI lose their folders, so a bare file name beside the manifest is accepted too. Given a
+    `root`, the path must be relative and stay inside it, checked before anything is looked up."""
+    if root is not None and (audio.is_absolute() or not _inside(base / audio, root)):
+        raise _outside(where, audio)
     if audio.is_absolute():
         return audio
-    if (base / audio).is_file():
-        return base / audio
-    return base / audio.name
+    found = base / audio if (base / audio).is_file() else base / audio.name
+    if root is not None and not _inside(found, root):  # a symlink beside the manifest
+        raise _outside(where, audio)
+    return found
 
 
-def _from_rows(rows: list[dict], base: Path, where: Callable[[int], str]) -> list[Utterance]:
+def _from_rows(rows: list[dict], base: Path, where: Callable[[int], str], root: Optional[Path]) -> list[Utterance]:
     utterances = []
     for i, row in enumerate(rows):
-        audio = _resolve(Path(_pick(row, AUDIO_COLUMNS, "audio", where(i))), base)
+        audio = _resolve(Path(_pick(row, AUDIO_COLUMNS, "audio", where(i))), base, where(i), root)
         if not audio.is_file():
             raise DatasetError(f"{where(i)}: audio file {audio.name} does not exist")
         reference = _pick(row, REFERENCE_COLUMNS, "reference", where(i)).strip()
@@ -95,7 +116,7 @@ def _read_text(path: Path) -> str:
         raise DatasetError(f"{path.name} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
 
 
-def _from_manifest(path: Path) -> list[Utterance]:
+def _from_manifest(path: Path, root: Optional[Path]) -> list[Utterance]:
     text = _read_text(path)
     if path.suffix.lower() == ".jsonl":
         rows, lines = [], []
@@ -108,15 +129,18 @@ def _from_manifest(path: Path) -> list[Utterance]:
                 if not isinstance(rows[-1], dict):
                     raise DatasetError(f"{path.name} line {n}: expected a JSON object")
                 lines.append(n)
-        return _from_rows(rows, path.parent, lambda i: f"{path.name} line {lines[i]}")
+        return _from_rows(rows, path.parent, lambda i: f"{path.name} line {lines[i]}", root)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
     rows = list(reader)
     # Row numbers count data rows (the header is row 0), as a spreadsheet user would look for them.
-    return _from_rows(rows, path.parent, lambda i: f"{path.name} row {i + 1}")
+    return _from_rows(rows, path.parent, lambda i: f"{path.name} row {i + 1}", root)
 
 
-def _from_folder(folder: Path) -> list[Utterance]:
+def _from_folder(folder: Path, root: Optional[Path]) -> list[Utterance]:
     audio = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    for p in audio:
+        if root is not None and not (_inside(p, root) and _inside(p.with_suffix(".txt"), root)):
+            raise _outside(folder.name, Path(p.name))
     missing = [p.name for p in audio if not p.with_suffix(".txt").is_file()]
     if missing:
         raise DatasetError(f"{folder.name}: no .txt reference beside {', '.join(missing[:5])}")
@@ -127,9 +151,11 @@ def _is_saved_dataset(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("dataset_info.json", "dataset_dict.json", "state.json"))
 
 
-def _from_hf(dataset, where: str, limit: Optional[int]) -> list[Utterance]:
+def _from_hf(dataset, where: str, limit: Optional[int], base: Optional[Path] = None, root: Optional[Path] = None) -> list[Utterance]:
     """Rows of a `datasets` Dataset/IterableDataset; audio stays encoded (decode=False) so our
-    own decoder reads it, the same as every other input (datasets' decoder needs torchcodec)."""
+    own decoder reads it, the same as every other input (datasets' decoder needs torchcodec).
+    Given a `root`, a cell naming a file must name one inside it, relative to `base` (the saved
+    folder); a Hub dataset (no base) may then only carry its audio as bytes."""
     from datasets import Audio as AudioFeature
 
     features = dataset.features or {}
@@ -147,13 +173,18 @@ def _from_hf(dataset, where: str, limit: Optional[int]) -> list[Utterance]:
         if limit is not None and i >= limit:
             break
         cell = row[audio_col]
+        named = cell.get("path") if isinstance(cell, dict) else cell if isinstance(cell, str) else None
         audio: AudioRef
         if isinstance(cell, dict) and cell.get("bytes"):
             audio = cell["bytes"]
-        elif isinstance(cell, dict) and cell.get("path") and Path(cell["path"]).is_file():
-            audio = Path(cell["path"])
-        elif isinstance(cell, str) and Path(cell).is_file():
-            audio = Path(cell)
+        elif named and root is not None:
+            if base is None:
+                raise _outside(f"{where} row {i}", Path(named))
+            audio = _resolve(Path(named), base, f"{where} row {i}", root)
+            if not audio.is_file():
+                raise DatasetError(f"{where} row {i}: audio file {audio.name} does not exist")
+        elif named and Path(named).is_file():
+            audio = Path(named)
         else:
             raise DatasetError(f"{where} row {i}: no readable audio in column {audio_col!r}")
         ident = row.get("id") or (Path(cell["path"]).stem if isinstance(cell, dict) and cell.get("path") else f"{i:06d}")
@@ -161,7 +192,7 @@ def _from_hf(dataset, where: str, limit: Optional[int]) -> list[Utterance]:
     return utterances
 
 
-def _from_saved(folder: Path, split: Optional[str], limit: Optional[int]) -> list[Utterance]:
+def _from_saved(folder: Path, split: Optional[str], limit: Optional[int], root: Optional[Path]) -> list[Utterance]:
     import datasets
 
     loaded = datasets.load_from_disk(str(folder))
@@ -170,16 +201,30 @@ def _from_saved(folder: Path, split: Optional[str], limit: Optional[int]) -> lis
         if split not in loaded:
             raise DatasetError(f"{folder.name}: no split {split!r} (has {', '.join(loaded)})")
         loaded = loaded[split]
-    return _from_hf(loaded, folder.name, limit)
+    return _from_hf(loaded, folder.name, limit, folder, root)
 
 
-def _from_hub(name: str, config: Optional[str], split: Optional[str], limit: Optional[int]) -> list[Utterance]:
-    """Streamed, so a `limit` reads only what it needs of a large test set."""
+def check_hub_id(name: str) -> str:
+    """`name` if it is a Hub dataset id (NAME or OWNER/NAME), never a path: `datasets` would read
+    a local folder of that name, or with a builder's name ("csv", "audiofolder") the working
+    folder, so those are refused too."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    if not HUB_ID.fullmatch(name) or ".." in name or "--" in name or name.endswith((".", "-")) or name in _PACKAGED_DATASETS_MODULES:
+        raise DatasetError(f"{HUB_PREFIX}{name}: not a Hugging Face Hub dataset id (expected NAME or OWNER/NAME)")
+    return name
+
+
+def _from_hub(name: str, config: Optional[str], split: Optional[str], limit: Optional[int],
+              root: Optional[Path] = None) -> list[Utterance]:  # fmt: skip
+    """Streamed, so a `limit` reads only what it needs of a large test set. Given a `root`, only a
+    Hub id is taken, and looked up on the Hub alone (hf://datasets/: never a local folder)."""
     import datasets
 
+    path = f"hf://datasets/{check_hub_id(name)}" if root is not None else name
     try:
-        dataset = datasets.load_dataset(name, config, split=split or "test", streaming=True)
-        return _from_hf(dataset, name, limit)
+        dataset = datasets.load_dataset(path, config, split=split or "test", streaming=True)
+        return _from_hf(dataset, name, limit, root=root)
     except DatasetError:
         raise
     except Exception as exc:  # offline, unknown repo, gated, bad config: all said the same way
@@ -193,19 +238,24 @@ def load_dataset(
     split: Optional[str] = None,
     limit: Optional[int] = None,
     name: Optional[str] = None,
+    root: Optional[Path] = None,
 ) -> list[Utterance]:
     """Every utterance of a dataset, checked; `limit` keeps the first N. Each is tagged with the
-    dataset's `name` (default: the file or folder name, or hf:NAME)."""
+    dataset's `name` (default: the file or folder name, or hf:NAME). Given a `root`, everything
+    read must lie inside it (the source, every audio file) and `hf:` takes only Hub ids: what
+    the app passes for a request's uploads; the CLI passes none."""
     if isinstance(source, str) and source.startswith(HUB_PREFIX):
-        found = _from_hub(source[len(HUB_PREFIX) :], config, split, limit)
+        found = _from_hub(source[len(HUB_PREFIX) :], config, split, limit, root)
     else:
         source = Path(source)
+        if root is not None and not _inside(source, root):
+            raise DatasetError(f"{source.name}: outside the uploaded dataset")
         if source.is_dir():
-            found = _from_saved(source, split, limit) if _is_saved_dataset(source) else _from_folder(source)
+            found = _from_saved(source, split, limit, root) if _is_saved_dataset(source) else _from_folder(source, root)
         elif source.suffix.lower() in MANIFEST_SUFFIXES:
             if not source.is_file():
                 raise DatasetError(f"{source.name}: no such manifest")
-            found = _from_manifest(source)
+            found = _from_manifest(source, root)
         else:
             raise DatasetError(
                 f"{source.name}: expected a folder, a .csv, .tsv or .jsonl manifest, a saved `datasets` "
@@ -500,21 +550,73 @@ def load_results(path: Union[Path, str]) -> tuple[pd.DataFrame, pd.DataFrame, di
     return rows, summarize(rows, meta.get("language", "en"), meta.get("normalizer")), meta
 
 
-def dataset_from_files(paths: Sequence[Union[str, Path]], workdir: Path) -> Path:
+@dataclass(frozen=True)
+class ZipLimits:
+    """How much an uploaded .zip may unpack to (MAX_ZIP_MEMBERS, MAX_ZIP_MB, MAX_ZIP_RATIO)."""
+
+    members: int = 10_000
+    bytes: int = 2 << 30
+    ratio: float = 100.0  # uncompressed / compressed, over the whole archive
+
+
+def _member_path(name: str) -> Optional[PurePosixPath]:
+    """A member's relative path, or None for one that would leave the folder it is unpacked in
+    (absolute, a drive, or a ".." part)."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        return None
+    return path
+
+
+def _unzip(archive_path: Path, folder: Path, limits: ZipLimits) -> None:
+    """Unpack member by member within `limits`: the archive's declared sizes are checked before
+    anything is written, and the bytes actually written are counted too (declared sizes can lie)."""
+    import zipfile
+
+    where = archive_path.name
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            members = archive.infolist()
+            if len(members) > limits.members:
+                raise DatasetError(f"{where}: {len(members)} files in the archive, more than the {limits.members} allowed (MAX_ZIP_MEMBERS)")
+            bad = [m.filename for m in members if _member_path(m.filename) is None]
+            if bad:
+                raise DatasetError(f"{where}: member {bad[0]} has an absolute path or '..': paths must stay inside the archive")
+            declared, packed = sum(m.file_size for m in members), sum(m.compress_size for m in members)
+            if declared > limits.bytes:
+                raise DatasetError(f"{where}: unpacks to {declared / 2**20:.0f} MB, more than the {limits.bytes / 2**20:.0f} MB allowed (MAX_ZIP_MB)")
+            if declared > limits.ratio * max(packed, 1):
+                raise DatasetError(f"{where}: compressed {declared / max(packed, 1):.0f}:1, more than the {limits.ratio:g}:1 allowed (MAX_ZIP_RATIO)")
+            written = 0
+            for member in members:
+                target = folder / _member_path(member.filename)  # type: ignore[operator]
+                if member.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as src, open(target, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > limits.bytes:
+                            raise DatasetError(f"{where}: unpacks to more than the {limits.bytes / 2**20:.0f} MB allowed (MAX_ZIP_MB)")
+                        dst.write(chunk)
+    except zipfile.BadZipFile as exc:  # not a zip, or a member whose CRC or size does not match
+        raise DatasetError(f"{where}: not a zip archive" + (f" ({exc})" if "File is not a zip file" not in str(exc) else "")) from None
+    except (zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError) as exc:  # encrypted, unknown compression
+        raise DatasetError(f"{where}: cannot unpack ({type(exc).__name__}: {exc})") from None
+
+
+def dataset_from_files(paths: Sequence[Union[str, Path]], workdir: Path, zip_limits: ZipLimits = ZipLimits()) -> Path:
     """Gather uploaded files into one folder and say which dataset they make: the manifest among
     them, a manifest or saved `datasets` folder inside a .zip, or else a folder of audio + .txt.
-    Uploads arrive each in its own temporary folder, so only their file names are kept."""
+    Uploads arrive each in its own temporary folder, so only their file names are kept; a .zip is
+    unpacked within `zip_limits`."""
     import shutil
-    import zipfile
 
     workdir.mkdir(parents=True, exist_ok=True)
     for path in map(Path, paths):
         if path.suffix.lower() == ".zip":
-            try:
-                with zipfile.ZipFile(path) as archive:
-                    archive.extractall(workdir)  # zipfile drops absolute and ".." parts of member names
-            except zipfile.BadZipFile:
-                raise DatasetError(f"{path.name}: not a zip archive") from None
+            _unzip(path, workdir, zip_limits)
         else:
             shutil.copyfile(path, workdir / path.name)
     manifests = sorted(p for p in workdir.rglob("*") if p.suffix.lower() in MANIFEST_SUFFIXES and p.is_file())

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 
 from explorer import probe
 from explorer.evaluate import (
-    DatasetError, Utterance, UtteranceResult, dataset_from_files, evaluate, load_dataset, load_results, probe_utterances,
+    DatasetError, Utterance, UtteranceResult, ZipLimits, dataset_from_files, evaluate, load_dataset, load_results, probe_utterances,
     rows_frame, save_results, summarize, summarize_datasets,
 )  # fmt: skip
 from explorer.scoring import score
@@ -249,11 +250,9 @@ def test_uploaded_files_and_zips_make_one_dataset(clips, tmp_path):
         for c in clips[:2]:
             z.write(c.path, f"set/{c.path.name}")
             z.writestr(f"set/{c.path.stem}.txt", c.reference)
-        z.writestr("../evil.txt", "kept inside the work folder")
     source = dataset_from_files([archive], tmp_path / "work1")
     assert source == tmp_path / "work1" / "set"
     assert [(u.id, u.reference) for u in load_dataset(source)] == [(c.path.stem, c.reference) for c in clips[:2]]
-    assert not (tmp_path / "evil.txt").exists()
 
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps({"audio": c.path.name, "text": c.reference}) + "\n" for c in clips[:2]))
@@ -350,3 +349,131 @@ def test_summary_cost_per_audio_hour_is_price_over_rtfx_and_environments_are_lis
     assert summary["cost_per_audio_hour"] == pytest.approx(0.5 / 5)
     assert summary["environment"] == "A | B"
     assert summarize(rows).iloc[0]["cost_per_audio_hour"] is None
+
+
+# -- confinement: what the app reads for a stranger ------------------------------------------------
+def _upload(tmp_path, clips, rows: str):
+    """An upload folder: one real clip and a manifest with the given rows (audio,reference)."""
+    root = tmp_path / "upload"
+    root.mkdir()
+    shutil.copy(clips[0].path, root / "a.wav")
+    (root / "m.csv").write_text("audio,reference\n" + rows)
+    return root
+
+
+@pytest.mark.parametrize("audio", ["../x.wav", "sub/../../x.wav", "{clip}", "/usr/share/no/such.wav", "link.wav"])
+def test_a_confined_manifest_refuses_paths_outside_the_upload_alike(clips, tmp_path, audio):
+    """Traversal, an absolute path (real or not) and a symlink out all get the same message naming
+    the row: it never says whether the path exists. The CLI (no root) still reads them."""
+    audio = audio.format(clip=clips[1].path)
+    root = _upload(tmp_path, clips, f"a.wav,first\n{audio},second\n")
+    (root / "link.wav").symlink_to(clips[1].path)
+    (tmp_path / "x.wav").write_bytes(clips[1].path.read_bytes())  # the escape's target exists
+    with pytest.raises(DatasetError) as refused:
+        load_dataset(root / "m.csv", root=root)
+    assert str(refused.value) == f"m.csv row 2: audio path {audio} is outside the uploaded dataset (give a path relative to the manifest)"
+    if audio in (str(clips[1].path), "link.wav"):
+        assert len(load_dataset(root / "m.csv")) == 2  # no root: the CLI's own files
+
+
+def test_a_confined_manifest_reads_relative_paths_inside_the_upload(clips, tmp_path):
+    root = _upload(tmp_path, clips, "a.wav,first\nsub/../a.wav,again\n")
+    (root / "sub").mkdir()
+    assert [u.audio for u in load_dataset(root / "m.csv", root=root)] == [root / "a.wav", root / "sub" / ".." / "a.wav"]
+    with pytest.raises(DatasetError, match=r"m.csv: outside the uploaded dataset"):
+        load_dataset(root / "m.csv", root=root / "sub")
+
+
+def test_a_confined_saved_dataset_refuses_rows_naming_paths_outside(clips, tmp_path):
+    """A saved `datasets` folder whose audio column names files (not bytes): outside the upload it
+    is refused like a manifest row; the same folder read by the CLI works."""
+    import datasets
+
+    root = tmp_path / "upload"
+    datasets.Dataset.from_dict({"audio": [str(clips[0].path)], "text": [clips[0].reference]}).save_to_disk(str(root / "saved"))
+    with pytest.raises(DatasetError, match=rf"saved row 0: audio path {clips[0].path} is outside the uploaded dataset"):
+        load_dataset(root / "saved", root=root)
+    assert len(load_dataset(root / "saved")) == 1
+
+
+@pytest.mark.parametrize("name", [".", "..", "../x", "/abs", "hf:/abs", "/usr/share", "csv", "audiofolder", "a//b", "a/b/c"])
+def test_a_confined_hub_name_is_only_a_hub_id(tmp_path, name):
+    """`datasets` would read a local folder (or, with a builder's name, the working folder): the
+    app takes only Hub ids, and says so the same way whether a path exists or not."""
+    with pytest.raises(DatasetError, match=r"not a Hugging Face Hub dataset id \(expected NAME or OWNER/NAME\)"):
+        load_dataset(f"hf:{name}", root=tmp_path)
+
+
+def test_a_confined_hub_id_passes_the_check_and_goes_to_the_hub(monkeypatch, tmp_path):
+    """Offline here, so each fails at the Hub; tests/data and tests are real folders (run from the
+    repository) that `datasets` would read locally: confined, they are looked up on the Hub only."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(ROOT)
+    for name in ("openslr/librispeech_asr", "librispeech_asr", "hf-audio/esb-datasets-test-only-sorted", "tests/data", "tests"):
+        with pytest.raises(DatasetError, match=rf"could not load {name} from the Hugging Face Hub"):
+            load_dataset(f"hf:{name}", root=tmp_path)
+
+
+def _zip(path, members: dict, compression=None):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression or zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_zip_bombs_and_escaping_members_are_refused_before_anything_is_written(tmp_path):
+    """4 MB of zeros (a 4 KB archive), too many members, too much, and a member leaving the folder:
+    each refused with the setting to change, from the declared sizes, and nothing unpacked."""
+    bomb = _zip(tmp_path / "bomb.zip", {"zeros.wav": bytes(4 << 20)})
+    assert bomb.stat().st_size < 10_000
+    cases = [
+        (bomb, ZipLimits(), r"bomb.zip: compressed \d+:1, more than the 100:1 allowed \(MAX_ZIP_RATIO\)"),
+        (bomb, ZipLimits(bytes=1 << 20, ratio=1e9), r"bomb.zip: unpacks to 4 MB, more than the 1 MB allowed \(MAX_ZIP_MB\)"),
+        (_zip(tmp_path / "many.zip", {f"{i}.txt": "x" for i in range(11)}), ZipLimits(members=10),
+         r"many.zip: 11 files in the archive, more than the 10 allowed \(MAX_ZIP_MEMBERS\)"),
+    ]  # fmt: skip
+    for i, name in enumerate(("../evil.txt", "/abs/evil.txt", "set/../../evil.txt")):
+        cases.append((_zip(tmp_path / f"evil{i}.zip", {"set/a.txt": "fine", name: "out"}), ZipLimits(),
+                      rf"evil{i}.zip: member {re.escape(name)} has an absolute path or '..'"))  # fmt: skip
+    for i, (archive, limits, message) in enumerate(cases):
+        work = tmp_path / f"work{i}"
+        with pytest.raises(DatasetError, match=message):
+            dataset_from_files([archive], work, limits)
+        assert not any(p.is_file() for p in work.rglob("*")) and not (tmp_path / "evil.txt").exists()
+
+
+def test_a_zip_whose_declared_sizes_lie_is_stopped_at_the_cap(tmp_path):
+    """Declared sizes edited down to 1 byte, so the checks before unpacking pass: zipfile reads a
+    member only up to its declared size, then its CRC check fails, and that is refused with the
+    reason; nothing beyond the declared size is written. (_unzip's count of the bytes it writes is
+    a second guard, for a reader that would not stop there.)"""
+    import struct
+    import zipfile
+
+    archive = _zip(tmp_path / "liar.zip", {"zeros.wav": bytes(3 << 20)}, zipfile.ZIP_STORED)
+    data = bytearray(archive.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # uncompressed size: local header, central directory
+        at = data.index(signature) + offset
+        data[at : at + 4] = struct.pack("<I", 1)
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=r"liar.zip: not a zip archive \(Bad CRC-32 for file 'zeros.wav'\)"):
+        dataset_from_files([archive], tmp_path / "work", ZipLimits(bytes=1 << 20, ratio=1e9))
+    assert sum(p.stat().st_size for p in (tmp_path / "work").rglob("*") if p.is_file()) <= 1
+
+
+def test_the_evaluate_api_refuses_manifests_reaching_outside_the_upload(app, clips, tmp_path):
+    """Through gradio_client: a traversal and an absolute path (a real clip on this server) are
+    each refused with the row and the reason, before any model runs, so no row is transcribed."""
+    from gradio_client.exceptions import AppError
+
+    for i, audio in enumerate((f"../{clips[1].path.name}", str(clips[1].path))):
+        manifest = tmp_path / f"m{i}.csv"
+        manifest.write_text(f"audio,reference\n{clips[0].path.name},{clips[0].reference}\n{audio},{clips[1].reference}\n")
+        files = [handle_file(str(manifest)), handle_file(str(clips[0].path))]
+        message = rf"m{i}.csv row 2: audio path {re.escape(audio)} is outside the uploaded dataset"
+        with pytest.raises(AppError, match=message):
+            app.client().predict(files, "", "", "", None, ["faster-whisper/tiny.en"], "en", 1, True, False, api_name="/evaluate")

@@ -20,6 +20,7 @@ from explorer.evaluate import (
     DatasetError,
     UtteranceResult,
     Utterance,
+    ZipLimits,
     dataset_from_files,
     iter_evaluate,
     load_dataset,
@@ -66,20 +67,29 @@ def scatter_frame(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"model": points["model"], "rtfx": points["rtfx"].astype(float), "wer_percent": points["wer"] * 100})
 
 
+def zip_limits(settings) -> ZipLimits:
+    return ZipLimits(settings.max_zip_members, int(settings.max_zip_mb * (1 << 20)), settings.max_zip_ratio)
+
+
 def gather(
-    files: Optional[Sequence[str]], hub_dataset: str, config: str, split: str, limit: Optional[float], probe: bool
-) -> list[Utterance]:
-    """The utterances the user asked for: uploaded files or a Hub dataset, plus the probe."""
+    files: Optional[Sequence[str]], hub_dataset: str, config: str, split: str, limit: Optional[float], probe: bool,
+    limits: ZipLimits = ZipLimits(),
+) -> list[Utterance]:  # fmt: skip
+    """The utterances the user asked for: uploaded files or a Hub dataset, plus the probe. Read
+    confined: only what this request uploaded (its own folder is the root), or a Hub id."""
     limit = int(limit) if limit else None
     if files and hub_dataset.strip():
         raise DatasetError("give either files or a Hugging Face dataset, not both")
     utterances: list[Utterance] = []
     if files:
-        source = dataset_from_files(files, Path(tempfile.mkdtemp(prefix="dataset-")))
-        utterances = load_dataset(source, split=split.strip() or None, limit=limit)
+        root = Path(tempfile.mkdtemp(prefix="dataset-"))
+        source = dataset_from_files(files, root, limits)
+        utterances = load_dataset(source, split=split.strip() or None, limit=limit, root=root)
     elif hub_dataset.strip():
         name = hub_dataset.strip().removeprefix(HUB_PREFIX)
-        utterances = load_dataset(HUB_PREFIX + name, config=config.strip() or None, split=split.strip() or None, limit=limit)
+        # A root that holds nothing: a Hub dataset may carry its audio only as bytes.
+        utterances = load_dataset(HUB_PREFIX + name, config=config.strip() or None, split=split.strip() or None,
+                                  limit=limit, root=Path(tempfile.gettempdir()) / "no-local-files")  # fmt: skip
     if probe:
         utterances += probe_utterances()
     if not utterances:
@@ -94,7 +104,7 @@ def build_evaluate(service: ModelService, settings) -> None:
         try:
             for key in models:
                 catalog.get(key)
-            utterances = gather(files, hub_dataset or "", config or "", split or "", limit, probe)
+            utterances = gather(files, hub_dataset or "", config or "", split or "", limit, probe, zip_limits(settings))
             options = TranscribeOptions(language=language or None, beam_size=int(beam_size or 1), vad_filter=bool(vad_filter))
         except (DatasetError, KeyError, ValueError) as exc:
             raise user_error(exc) from exc
