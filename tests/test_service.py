@@ -68,12 +68,14 @@ def _read(updates, pause: float):
 
 def test_a_slow_reader_does_not_change_the_timing(service, long_speech):
     """Emission times belong to the producer: reading a token stream (transformers tiny.en, 27 s
-    of speech, 85 tokens) while sleeping 50 ms per update gives the same processing, TTFT and
-    ITL as reading it at once, within 5 %. Timed at the reader, the sleeps (~4 s) would be billed
-    to processing and ITL: the reader-timed code gave 5.1 s against 2.7 s.
-    Each figure is the best of 5 alternating runs: on a shared 2-core machine noise only adds
-    time (TTFT, ~0.4 s, varied by 9 % between medians of 3 in CI), and the bias looked for would
-    show in every run, the best included."""
+    of speech, 85 tokens) while sleeping 50 ms per update gives processing, TTFT and ITL no more
+    than 5 % above reading it at once. Timed at the reader, the sleeps (~4 s) would be billed to
+    processing and ITL: the reader-timed code gave 5.1 s against 2.7 s.
+    One-sided, because the other direction is real and not a timing error: a reader that wakes
+    for every token competes with the engine's threads for the GIL and the 2 cores, and the
+    engine then runs up to ~7 % slower than under a sleeping reader (measured in CI: 2.50 s
+    against 2.34 s). Each figure is the best of 5 alternating runs: noise only adds time, and the
+    bias looked for would show in every run, the best included."""
     key = "transformers/whisper-tiny.en"
     clip, options = audio(long_speech), TranscribeOptions(language="en")
     service.transcribe(key, clip, options)  # warm-up (load, first-call allocations)
@@ -84,7 +86,7 @@ def test_a_slow_reader_does_not_change_the_timing(service, long_speech):
     assert min(m.emissions for m in fast) >= 50  # enough tokens for 50 ms each to matter
     for name in ("processing_seconds", "ttft_seconds", "itl_seconds"):
         a, b = (min(getattr(m, name) for m in runs) for runs in (fast, slow))
-        assert b == pytest.approx(a, rel=0.05), (name, fast, slow)
+        assert b <= 1.05 * a, (name, a, b, fast, slow)
 
 
 def test_beam_search_token_runs_report_no_streaming_figures(service, clips):
