@@ -24,7 +24,7 @@ def main() -> None:
         demo.launch(
             server_name=settings.host,
             server_port=settings.port,
-            max_file_size=int(settings.max_upload_mb * 1024 * 1024),
+            max_file_size=settings.max_upload_bytes,
             css=CSS,
         )
     finally:

@@ -15,6 +15,7 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # enough that a busy worker's heartbeat is never late, short enough that a dead worker's jobs soon
 # run elsewhere (every runner takes back expired leases every half lease).
 DEFAULT_LEASE_SECONDS = 120.0
+MB = 1 << 20  # the size settings (MAX_UPLOAD_MB, MAX_ZIP_MB) count binary megabytes
 
 
 def store_kind(url: str) -> str:
@@ -103,6 +104,14 @@ class Settings:
     job_store: str = ""  # "" (SQLite in data_dir) or a Redis/Valkey URL shared by every worker
     job_lease_seconds: float = DEFAULT_LEASE_SECONDS  # a claimed job is queued again this long after its last heartbeat
     worker_beat_seconds: float = 5.0  # how often a worker reports itself (status shown in the Batch tab and /health)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+    @property
+    def max_zip_bytes(self) -> int:
+        return int(self.max_zip_mb * MB)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":

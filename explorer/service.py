@@ -372,14 +372,10 @@ class ModelService:
         options, warnings = self._fit_options(spec, options)
         return spec, options, warnings
 
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.settings.max_upload_mb * (1 << 20))
-
     def decode(self, source: AudioSource, name: Optional[str] = None) -> Audio:
         """Audio from anything a request can send, within the settings' limits (MAX_UPLOAD_MB,
         MAX_AUDIO_SECONDS); AudioError with a user-facing message otherwise."""
-        return load_audio(source, max_seconds=self.settings.max_audio_seconds, max_bytes=self.max_upload_bytes, name=name)
+        return load_audio(source, max_seconds=self.settings.max_audio_seconds, max_bytes=self.settings.max_upload_bytes, name=name)
 
     # -- running -----------------------------------------------------------------------------
     def _fit_options(self, spec: catalog.ModelSpec, options: TranscribeOptions) -> tuple[TranscribeOptions, list[str]]:

@@ -68,7 +68,7 @@ def scatter_frame(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def zip_limits(settings) -> ZipLimits:
-    return ZipLimits(settings.max_zip_members, int(settings.max_zip_mb * (1 << 20)), settings.max_zip_ratio)
+    return ZipLimits(settings.max_zip_members, settings.max_zip_bytes, settings.max_zip_ratio)
 
 
 def gather(
