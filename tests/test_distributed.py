@@ -53,9 +53,10 @@ def test_cli_on_ray_writes_rows_with_node_ids_parquet_and_failures(clips, models
 
 
 def _start_node(*args: str, env: dict) -> subprocess.Popen:
-    """`ray start --block` in its own process group, so the test stops exactly what it started."""
+    """`ray start --block` (one CPU: room for one actor) in its own process group, so the test
+    stops exactly what it started."""
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
-    command = [ray_cli, "start", "--block", "--num-cpus", "2", *args]
+    command = [ray_cli, "start", "--block", "--num-cpus", "1", *args]
     return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -69,8 +70,9 @@ def _stop_node(node: subprocess.Popen) -> None:
 
 
 def test_two_node_cluster_transcribes_on_both_nodes_from_the_cli_and_the_app(clips, models_dir, tmp_path):
-    """A head and a second node on this machine (token auth off: loopback only); two actors,
-    spread over the nodes by Ray Data's default SPREAD scheduling, each take some of the rows.
+    """A head and a second node on this machine (token auth off: loopback only), one CPU each, so
+    the two actors (one CPU each) must run one per node: SPREAD scheduling alone put both on one
+    node now and then. Each takes some of the rows.
     Then the app, with RAY_ADDRESS pointing at the same cluster, evaluates through /evaluate
     (the Evaluate tab's code) and gets the CLI's hypotheses."""
     with socket.socket() as s:
