@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -360,22 +361,37 @@ def build_openai_router(service: ModelService, settings: Settings, gradio_queue=
         except ApiError:
             release()
             raise
-        return StreamingResponse(events(service.stream(key, audio, options), extra, release), media_type="text/event-stream")
+        updates = service.stream(key, audio, options)
+        return StreamingResponse(sse_stream(updates, extra, release), media_type="text/event-stream")
 
-    async def events(updates: Iterator[Update], extra: tuple[str, ...], release) -> AsyncIterator[str]:
+    def sse_stream(updates: Iterator[Update], extra: tuple[str, ...], release) -> AsyncIterator[str]:
+        """The events, and their clean-up once: when they end, or when the response drops them
+        unstarted (a client gone before the first event), so the queue place is always given back."""
+        turn = threading.Lock()  # one step of the generator at a time, its close included
+        done = threading.Event()
+
+        def close() -> None:
+            with turn:  # after a step still running for a reader that went away
+                updates.close()
+            if not done.is_set():
+                done.set()
+                release()
+
+        def start_close() -> None:  # not awaited: a cancelled stream (the client left) may not await any more
+            threading.Thread(target=close, name="openai-api-close", daemon=True).start()
+
+        stream = events(updates, extra, turn, start_close)
+        weakref.finalize(stream, start_close)
+        return stream
+
+    async def events(updates: Iterator[Update], extra: tuple[str, ...], turn: threading.Lock, start_close) -> AsyncIterator[str]:
         """OpenAI's transcript.text.delta events as the engine emits, then transcript.text.done."""
         loop = asyncio.get_running_loop()
-        turn = threading.Lock()  # one step of the generator at a time, its close included
         end = object()
 
         def step():
             with turn:
                 return next(updates, end)
-
-        def close():
-            with turn:  # after a step still running for a reader that went away
-                updates.close()
-            release()
 
         sent = ""
         try:
@@ -392,8 +408,7 @@ def build_openai_router(service: ModelService, settings: Settings, gradio_queue=
         except (ModelError, ValueError) as exc:  # after the 200: an error event, as OpenAI streams them
             yield sse(ApiError(503 if isinstance(exc, ModelError) else 400, str(exc)).body())
         finally:
-            # Not awaited: a cancelled stream (the client left) may not await any more.
-            threading.Thread(target=close, name="openai-api-close", daemon=True).start()
+            start_close()
 
     @router.post("/audio/transcriptions", response_model=None, summary="Transcribe audio (OpenAI's create transcription)")
     async def transcriptions(

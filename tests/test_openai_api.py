@@ -305,3 +305,20 @@ def test_over_the_queue_bound_gets_429_and_the_gradio_queue_counts_api_requests(
     assert gradio.predict(handle_file(str(clips[0].path)), TINY, "en", "transcribe", 1, False, True,
                           api_name="/transcribe")["text"]  # fmt: skip
     assert transcribe(client, clips[0].path).text  # and the API serves again
+
+
+def test_a_client_that_leaves_a_stream_gives_its_place_back(small_app, long_speech, clips, tmp_path):
+    """Streams dropped after their first event or before any: with one slot and one waiting
+    place, a place that were not given back would turn the next requests away with 429."""
+    path = tmp_path / "long.wav"
+    sf.write(path, long_speech, 16000)
+    # Retries wait out a place still held while a dropped stream's engine stops (at its next
+    # emission); a place never given back would stay taken through all of them.
+    client = client_for(small_app, "s3cret", max_retries=10)
+    for read_one_event in (True, False, True):
+        stream = transcribe(client, path, stream=True)
+        if read_one_event:
+            assert next(iter(stream)).type == "transcript.text.delta"
+        stream.close()
+    results = [transcribe(client, clips[i].path).text for i in (0, 1)]
+    assert all(wer(c.reference, r) <= 0.25 for c, r in zip(clips, results)), results
