@@ -53,6 +53,7 @@ bench: setup
 	$(PY) bench/bench_batch.py
 	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_workers.py
+	$(PY) bench/bench_openai.py
 
 # A long fuzz of the audio decoder with a fresh random seed each run (`make test` runs a short,
 # reproducible one). FUZZ_EXAMPLES is per seed file (8); inputs that break it are saved in

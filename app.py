@@ -8,6 +8,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from explorer.batch import BatchRunner  # noqa: E402
 from explorer.config import Settings  # noqa: E402
+from explorer.openai_api import build_openai_router  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.ui import CSS, build_app  # noqa: E402
 
@@ -21,11 +22,15 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         demo = build_app(service, settings, runner)
+        # The OpenAI-compatible routes join Gradio's own FastAPI app (same port, same service),
+        # sharing its queue's bound; /docs lists them.
+        openai_routes = build_openai_router(service, settings, demo._queue).routes
         demo.launch(
             server_name=settings.host,
             server_port=settings.port,
             max_file_size=settings.max_upload_bytes,
             css=CSS,
+            app_kwargs={"routes": openai_routes, "docs_url": "/docs"},
         )
     finally:
         # A moment for the jobs in hand; those still running go back to the queue in their place.

@@ -104,6 +104,8 @@ class Settings:
     job_store: str = ""  # "" (SQLite in data_dir) or a Redis/Valkey URL shared by every worker
     job_lease_seconds: float = DEFAULT_LEASE_SECONDS  # a claimed job is queued again this long after its last heartbeat
     worker_beat_seconds: float = 5.0  # how often a worker reports itself (status shown in the Batch tab and /health)
+    # With a key, the OpenAI-compatible routes (/v1/...) need `Authorization: Bearer <key>`; None: open.
+    api_key: Optional[str] = field(default=None, repr=False)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -153,6 +155,7 @@ class Settings:
             job_store=env.get("JOB_STORE", "").strip(),
             job_lease_seconds=_float(env, "JOB_LEASE_SECONDS", cls.job_lease_seconds),
             worker_beat_seconds=_float(env, "WORKER_BEAT_SECONDS", cls.worker_beat_seconds),
+            api_key=env.get("API_KEY", "").strip() or None,
         )
         settings.validate()
         return settings
