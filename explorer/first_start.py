@@ -127,7 +127,7 @@ def run(settings: Settings, launch_kwargs: Optional[dict] = None) -> Optional[Pr
     if not steps:
         return None
     progress = Progress(steps)
-    progress.log(f"first start: preparing {', '.join(steps)} (models in {settings.models_dir})")
+    progress.log(f"preparing {', '.join(steps)} (models in {settings.models_dir})")
     demo = placeholder(progress)
     demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=True, **(launch_kwargs or {}))
     try:

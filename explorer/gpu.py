@@ -35,7 +35,7 @@ SAMPLE_RATE = 16000
 
 # Seconds a GPU call asks for, per engine: a fixed part (worker start, loading the CUDA copy) and
 # seconds per second of audio (a pessimistic RTFx on an H200 slice: 20 for CTranslate2, 12 for
-# transformers Whisper, 8 for the LLM-based models, 6 for ONNX, which runs on the CPU there).
+# transformers Whisper, 8 for the LLM-based models and for ONNX, which runs on the CPU there).
 # Not measured on ZeroGPU (no GPU here): estimates that keep a 30-minute file under the cap.
 GPU_COST = {
     "faster-whisper": (10.0, 1 / 20),
@@ -43,7 +43,7 @@ GPU_COST = {
     "granite": (30.0, 1 / 8),
     "cohere": (30.0, 1 / 8),
     "qwen-asr": (30.0, 1 / 8),
-    "onnx": (10.0, 1 / 6),
+    "onnx": (10.0, 1 / 8),
 }
 MIN_GPU_SECONDS = 10  # a short clip still pays the worker's start
 
