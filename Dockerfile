@@ -1,9 +1,11 @@
-# Hugging Face Docker Space: serves on 7860 as a non-root user; weights are cached on /data
-# (the Space's persistent volume) so restarts do not download them again.
+# Self-hosting and Docker Spaces (CPU, or a dedicated GPU). ZeroGPU schedules only Gradio SDK
+# Spaces (README front matter `sdk: gradio`): in this image spaces.GPU does nothing.
+# The same steps as a Gradio SDK Space's build: packages.txt's Debian packages, then
+# requirements.txt; `python app.py` prepares the model zoo and the browser assets on first start.
 FROM python:3.11-slim
 
-# nodejs/npm: only to install the browser component's assets (transformers.js, onnxruntime-web).
-RUN apt-get update && apt-get install -y --no-install-recommends ffmpeg nodejs npm \
+COPY packages.txt /tmp/packages.txt
+RUN apt-get update && xargs -a /tmp/packages.txt apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd -m -u 1000 user && mkdir -p /data && chown user /data
 
@@ -19,14 +21,13 @@ ENV HOME=/home/user \
     PYTHONUNBUFFERED=1
 WORKDIR /home/user/app
 
+# requirements.txt installs the component editable from ./custom_components/browser_asr
 COPY --chown=user requirements.txt .
 COPY --chown=user custom_components/browser_asr custom_components/browser_asr
-RUN cd custom_components/browser_asr && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --ignore-scripts
-# torch first so the pin picks the CUDA build for this platform rather than a resolver choice.
-RUN pip install --no-cache-dir --user torch==2.13.0 \
-    && pip install --no-cache-dir --user -r requirements.txt
+# torch==2.13.0 from PyPI is its CUDA build (it also runs on a CPU).
+RUN pip install --no-cache-dir --user -r requirements.txt
 COPY --chown=user . .
 
 VOLUME /data
 EXPOSE 7860
-CMD ["sh", "-c", "python -m explorer.zoo prepare && exec python app.py"]
+CMD ["python", "app.py"]

@@ -1,13 +1,15 @@
 # All set-up for a fresh machine lives here: `make run` serves the app, `make test` runs every test.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# Debian packages: real speech for tests (LibriVox clips), encoders for the audio format tests,
-# Node (the browser component's npm assets and its JS tests), Chromium (browser tests) and a real
-# Redis server for the Redis job store's tests (they start their own on a loopback port).
-APT_PACKAGES := pocketsphinx-testdata ffmpeg sox espeak-ng nodejs chromium redis-server
+# Debian packages: what the app needs at run time is packages.txt (a Gradio SDK Space installs
+# exactly that list, and so does the Dockerfile); the rest is for tests: real speech (LibriVox
+# clips), encoders for the audio format tests, Node (the browser component's npm assets and its JS
+# tests), Chromium (browser tests) and a real Redis server for the Redis job store's tests.
+RUNTIME_PACKAGES := $(shell cat packages.txt)
+APT_PACKAGES := $(RUNTIME_PACKAGES) pocketsphinx-testdata sox espeak-ng nodejs chromium redis-server
 ASSETS := custom_components/browser_asr
 
-.PHONY: setup system venv assets prepare run test bench fuzz
+.PHONY: setup system venv assets prepare run test bench fuzz space-check
 
 setup: system venv assets prepare
 
@@ -62,3 +64,9 @@ FUZZ_EXAMPLES ?= 3000
 fuzz: setup
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_audio_fuzz.py \
 		-k damaged --hypothesis-show-statistics
+
+# A Gradio SDK Space's build, simulated: a fresh venv from requirements.txt alone, packages.txt's
+# Debian packages only, then `python app.py` in an empty HOME, which prepares the zoo and the
+# browser assets itself; checks /health, the zoo, a Chromium file-mode transcription, /transcribe.
+space-check: system
+	.ci/space_check.sh

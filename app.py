@@ -8,6 +8,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from explorer.batch import BatchRunner  # noqa: E402
 from explorer.config import Settings  # noqa: E402
+from explorer import first_start, gpu  # noqa: E402,F401 - gpu: spaces.GPU calls registered before the first launch
 from explorer.openai_api import build_openai_router  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.ui import CSS, build_app  # noqa: E402
@@ -16,6 +17,9 @@ from explorer.ui import CSS, build_app  # noqa: E402
 def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
     settings = Settings.from_env()
+    # A fresh machine (a Gradio SDK Space) prepares the zoo and browser assets first, behind a
+    # "preparing" page on the same port.
+    first_start.run(settings)
     service = ModelService(settings)
     runner = BatchRunner(service, settings).start()  # jobs left by a crash are queued again here
     # SIGTERM as Ctrl-C: launch() then closes the server and returns, and the runner stops below.

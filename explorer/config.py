@@ -103,6 +103,11 @@ class Settings:
     ray_actors: int = 0  # transcription actors per model on Ray; 0: one per GPU of the cluster, or 1
     job_store: str = ""  # "" (SQLite in data_dir) or a Redis/Valkey URL shared by every worker
     job_lease_seconds: float = DEFAULT_LEASE_SECONDS  # a claimed job is queued again this long after its last heartbeat
+    # The most one ZeroGPU call may ask for (explorer/gpu.py): the scheduler refuses longer ones.
+    zero_gpu_max_seconds: float = 300.0
+    # Where the Browser tab's npm assets are (None: node_modules beside the component package);
+    # the first start fetches them there when missing (explorer/first_start.py).
+    browser_assets_dir: Optional[Path] = None
     worker_beat_seconds: float = 5.0  # how often a worker reports itself (status shown in the Batch tab and /health)
     # With a key, the OpenAI-compatible routes (/v1/...) need `Authorization: Bearer <key>`; None: open.
     api_key: Optional[str] = field(default=None, repr=False)
@@ -156,6 +161,8 @@ class Settings:
             job_lease_seconds=_float(env, "JOB_LEASE_SECONDS", cls.job_lease_seconds),
             worker_beat_seconds=_float(env, "WORKER_BEAT_SECONDS", cls.worker_beat_seconds),
             api_key=env.get("API_KEY", "").strip() or None,
+            zero_gpu_max_seconds=_float(env, "ZERO_GPU_MAX_SECONDS", cls.zero_gpu_max_seconds),
+            browser_assets_dir=Path(env["BROWSER_ASSETS_DIR"]) if env.get("BROWSER_ASSETS_DIR") else None,
         )
         settings.validate()
         return settings
@@ -182,5 +189,7 @@ class Settings:
             raise ValueError("GPU_MEMORY_UTILIZATION must be in (0, 1]")
         if self.max_zip_members < 1 or self.max_zip_mb <= 0 or self.max_zip_ratio < 1:
             raise ValueError("MAX_ZIP_MEMBERS must be at least 1, MAX_ZIP_MB positive and MAX_ZIP_RATIO at least 1")
+        if self.zero_gpu_max_seconds < 10:
+            raise ValueError("ZERO_GPU_MAX_SECONDS must be at least 10")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("DEVICE must be auto, cpu or cuda")

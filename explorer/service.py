@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from explorer import catalog, environment, metrics, vad
+from explorer import catalog, environment, gpu, metrics, vad
 from explorer.audio import Audio, AudioSource, load_audio
 from explorer.config import Settings
 from explorer.engines import Engine, LanguageInfo, Runtime, load_engine
@@ -61,6 +61,7 @@ class LoadedModel:
     in_use: int = 0
     runs: int = 0
     loaded_at: float = field(default_factory=time.time)
+    ref: Optional[gpu.EngineRef] = None  # what a GPU call is given instead of the engine (explorer.gpu)
 
 
 class DeviceSlots:
@@ -89,23 +90,6 @@ class DeviceSlots:
             with self._cond:
                 self._free += 1
                 self._cond.notify_all()
-
-
-def _run_engine(engine: Engine, samples: np.ndarray, options: TranscribeOptions):
-    yield from engine.transcribe(samples, options)
-
-
-def _run_engine_batch(engine: Engine, batch: list[np.ndarray], options: TranscribeOptions):
-    return engine.transcribe_batch(batch, options)
-
-
-try:  # On a ZeroGPU Space this borrows a GPU for the call; elsewhere spaces.GPU is a no-op.
-    import spaces
-
-    _run_engine = spaces.GPU(_run_engine)
-    _run_engine_batch = spaces.GPU(_run_engine_batch)
-except ImportError:  # pragma: no cover - spaces is in requirements.txt
-    pass
 
 
 class TimedRun:
@@ -276,6 +260,7 @@ class ModelService:
                 return
             log.info("evicting %s", idle.key)
             del self._loaded[idle.key]
+            gpu.forget(idle.ref)
             idle.engine.close()
             gc.collect()
             if idle.device == "cuda":
@@ -294,7 +279,8 @@ class ModelService:
         avail = self._available(spec)
         start = time.perf_counter()
         weights = self._download(spec, progress) if avail.status == "downloadable" else avail.weights
-        device = resolve_device(self.settings.device, spec.engine)
+        # On ZeroGPU the app process has no GPU: its copy is a CPU one, the GPU calls load their own.
+        device = "cpu" if gpu.on_zero_gpu() else resolve_device(self.settings.device, spec.engine)
         runtime = Runtime(
             device=device,
             compute_type=self.settings.compute_type,
@@ -319,7 +305,8 @@ class ModelService:
             raise ModelError(f"{spec.name} failed to load: {reason}") from exc
         self.failed.pop(spec.key, None)
         env = environment.describe(spec.engine, device, engine.compute_type, runtime.cpu_threads)
-        return LoadedModel(spec.key, engine, device, time.perf_counter() - start, env)
+        ref = gpu.make_ref(spec.key, weights, runtime, gpu.register(engine), self.settings.zero_gpu_max_seconds)
+        return LoadedModel(spec.key, engine, device, time.perf_counter() - start, env, ref=ref)
 
     def _claim(self, key: str) -> Optional[LoadedModel]:
         """Mark a cached model in use (call holding _lock): found and claimed in one step, so an
@@ -422,7 +409,7 @@ class ModelService:
                 warnings.append("no speech detected (Silero VAD): empty transcript")
                 items = iter(())
             else:
-                items = _run_engine(engine, audio.samples, options)
+                items = gpu.run_engine(model.ref, audio.samples, options)
 
             with TimedRun(items) as run:
                 for item, stamp in run:
@@ -489,7 +476,7 @@ class ModelService:
                 results: dict[int, Transcription] = {}
                 if len(together) > 1:
                     start = time.perf_counter()
-                    batch = _run_engine_batch(model.engine, [audios[i].samples for i in together], options)
+                    batch = gpu.run_engine_batch(model.ref, [audios[i].samples for i in together], options)
                     seconds = metrics.batch_shares([audios[i].duration for i in together], time.perf_counter() - start)
                     for i, segments, share in zip(together, batch, seconds):
                         results[i] = Transcription(

@@ -186,11 +186,12 @@ def as_transcription(result: dict) -> Transcription:
 
 def browser_component(settings: Settings, **kwargs) -> Optional[BrowserASR]:
     """The component, or None (with the reason shown) when the browser assets are not installed."""
-    missing = assets_missing()
+    assets = {"assets_dir": settings.browser_assets_dir} if settings.browser_assets_dir else {}
+    missing = assets_missing(**assets)
     if missing:
         gr.Markdown(f"In-browser models are unavailable: {missing}")
         return None
-    return BrowserASR(browser_models(settings), models_dir=settings.models_dir, **kwargs)
+    return BrowserASR(browser_models(settings), models_dir=settings.models_dir, **assets, **kwargs)
 
 
 # -- batch workers ------------------------------------------------------------------------------
