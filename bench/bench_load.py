@@ -547,7 +547,9 @@ def main() -> int:
     parser.add_argument(
         "--seconds", type=float, default=60, help="no new request after this long in a level (the time bound)"
     )
-    parser.add_argument("--timeout", type=float, default=180, help="a request with no answer by then is a hang")
+    # The longest honest wait is a full queue ahead: (QUEUE_MAX_SIZE + NUM_WORKERS) / NUM_WORKERS
+    # requests, 33 x ~1 s on a quiet 2-core machine, 33 x ~6 s when other work shares the cores.
+    parser.add_argument("--timeout", type=float, default=600, help="a request with no answer by then is a hang")
     parser.add_argument(
         "--soak",
         type=float,
