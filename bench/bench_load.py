@@ -1,6 +1,6 @@
 """Load and soak on loopback: a bounded swarm of real Gradio clients sending real speech to /transcribe.
 
-    .venv/bin/python bench/bench_load.py [--levels 1,4,16,50] [--requests 20] [--seconds 60] [--timeout 180]
+    .venv/bin/python bench/bench_load.py [--levels 1,4,16,50] [--requests 20] [--seconds 60] [--timeout 600]
     .venv/bin/python bench/bench_load.py --soak [MINUTES]     # 10 when no number is given
     .venv/bin/python bench/bench_load.py --quick              # levels 1 and 4, two requests each (a test runs it)
 
@@ -439,6 +439,7 @@ class SoakSample:
     rss_mb: float
     temp_mb: float
     temp_files: int
+    temp_mb_by_folder: dict[str, float]  # GRADIO_TEMP_DIR's and TMPDIR's shares
     health_ok: bool
     health_s: float
     health_problem: str
@@ -452,10 +453,12 @@ def sample_soak(app: RunningApp, temp_folders: list[Path], started: float, total
         t = time.perf_counter() - started
         usage = [folder_usage(f) for f in temp_folders]
         ok, took, problem = probe_health(app.url)
+        by_folder = {f.name: u[0] / MB for f, u in zip(temp_folders, usage, strict=True)}
         sample = SoakSample(t, server_rss(app.proc.pid) / MB, sum(u[0] for u in usage) / MB,
-                            sum(u[1] for u in usage), ok, took, problem)  # fmt: skip
+                            sum(u[1] for u in usage), by_folder, ok, took, problem)  # fmt: skip
         samples.append(sample)
-        log(f"  t={t:6.0f} s  RSS {sample.rss_mb:7.1f} MB  temp {sample.temp_mb:7.2f} MB in {sample.temp_files} files  "
+        log(f"  t={t:6.0f} s  RSS {sample.rss_mb:7.1f} MB  temp {sample.temp_mb:7.2f} MB in {sample.temp_files} files "
+            f"({', '.join(f'{k} {v:.2f}' for k, v in by_folder.items())})  "
             f"/health {'ok' if ok else 'FAILED ' + problem} in {took * 1000:.0f} ms")  # fmt: skip
         if t >= total_s:
             return samples
