@@ -50,12 +50,15 @@ run: setup
 test: setup
 	$(PY) -m pytest
 
+# The load levels (1, 4, 16, 50 clients), then a soak of SOAK_MINUTES at the queue's capacity.
+SOAK_MINUTES ?= 10
 bench: setup
 	$(PY) bench/bench_transcribe.py
 	$(PY) bench/bench_batch.py
 	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_workers.py
 	$(PY) bench/bench_openai.py
+	$(PY) bench/bench_load.py --soak $(SOAK_MINUTES)
 
 # A long fuzz of the audio decoder with a fresh random seed each run (`make test` runs a short,
 # reproducible one). FUZZ_EXAMPLES is per seed file (8); inputs that break it are saved in
