@@ -10,13 +10,16 @@ from explorer.batch import BatchRunner  # noqa: E402
 from explorer.config import Settings  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.ui import CSS, build_app  # noqa: E402
+from explorer.ui.widgets import gradio_cache  # noqa: E402
 
 
 def main() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
     settings = Settings.from_env()
     service = ModelService(settings)
-    runner = BatchRunner(service, settings).start()  # jobs left by a crash are queued again here
+    # A job's audio for the player goes inside Gradio's cache: served in place, deleted with the job.
+    runner = BatchRunner(service, settings, audio_copies=gradio_cache() / "job-audio")
+    runner.start()  # jobs left by a crash are queued again here
     # SIGTERM as Ctrl-C: launch() then closes the server and returns, and the runner stops below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

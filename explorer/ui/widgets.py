@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import html
 import math
+import shutil
+import tempfile
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 from gradio_browser_asr import BrowserASR, BrowserModel, assets_missing
 
 from explorer import catalog, metrics
@@ -32,6 +36,30 @@ def user_error(exc: Exception) -> gr.Error:
 
 def error_message(exc: Exception) -> str:
     return str(exc).strip("'\"")
+
+
+# -- files: every one has an owner and a lifetime ---------------------------------------------
+def gradio_cache() -> Path:
+    """Gradio's cache (GRADIO_TEMP_DIR, else <tmp>/gradio): uploads land here, and a file returned
+    from inside it is served in place, tracked by its component and removed by delete_cache."""
+    return Path(get_upload_folder())
+
+
+def output_folder(prefix: str) -> Path:
+    """A new folder for files a handler returns (downloads, exports): inside Gradio's cache, so
+    they are served without a second copy and go with delete_cache (OUTPUT_TTL_MINUTES)."""
+    gradio_cache().mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=gradio_cache()))
+
+
+@contextmanager
+def scratch_folder(prefix: str) -> Iterator[Path]:
+    """A folder for the length of a request (an unpacked dataset), removed when it ends, however."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- models and options -----------------------------------------------------------------------
