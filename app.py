@@ -10,7 +10,7 @@ from explorer.batch import BatchRunner  # noqa: E402
 from explorer.config import Settings  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.ui import CSS, build_app  # noqa: E402
-from explorer.ui.widgets import gradio_cache  # noqa: E402
+from explorer.ui.widgets import gradio_cache, start_output_sweeper  # noqa: E402
 
 
 def main() -> None:
@@ -24,6 +24,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         demo = build_app(service, settings, runner)
+        start_output_sweeper(settings)  # downloads and exports, OUTPUT_TTL_MINUTES after they were written
         demo.launch(
             server_name=settings.host,
             server_port=settings.port,
