@@ -23,7 +23,7 @@ from explorer.ui.widgets import BrowserResults, browser_component, user_error
 log = logging.getLogger(__name__)
 # Longest real-time wait between two yields of /simulate_stream: how soon a stream whose client
 # left is noticed (Gradio checks between yields) and closed.
-STREAM_TICK_SECONDS = 0.25
+STREAM_TICK_SECONDS = 0.1
 
 
 def stream_html(committed: str, unconfirmed: str) -> str:
