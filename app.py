@@ -12,6 +12,7 @@ from explorer import first_start, gpu  # noqa: E402,F401 - gpu: spaces.GPU calls
 from explorer.openai_api import build_openai_router  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.ui import CSS, build_app  # noqa: E402
+from explorer.ui.widgets import gradio_cache, start_output_sweeper  # noqa: E402
 
 
 def main() -> None:
@@ -21,11 +22,14 @@ def main() -> None:
     # "preparing" page on the same port.
     first_start.run(settings)
     service = ModelService(settings)
-    runner = BatchRunner(service, settings).start()  # jobs left by a crash are queued again here
+    # A job's audio for the player goes inside Gradio's cache: served in place, deleted with the job.
+    runner = BatchRunner(service, settings, audio_copies=gradio_cache() / "job-audio")
+    runner.start()  # jobs left by a crash are queued again here
     # SIGTERM as Ctrl-C: launch() then closes the server and returns, and the runner stops below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         demo = build_app(service, settings, runner)
+        start_output_sweeper(settings)  # downloads and exports, OUTPUT_TTL_MINUTES after they were written
         # The OpenAI-compatible routes join Gradio's own FastAPI app (same port, same service),
         # sharing its queue's bound; /docs lists them.
         openai_routes = build_openai_router(service, settings, demo._queue).routes

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 import tempfile
 import threading
@@ -32,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Callable, Iterable, Optional, Sequence, TypeVar
 
 from explorer import catalog, formats
 from explorer.audio import Audio, AudioError
@@ -54,6 +55,8 @@ MAX_BACKOFF_SECONDS = 5.0  # the longest wait between tries while the store is u
 # submission (hundreds of files of up to MAX_AUDIO_SECONDS each), not a typical one. An hour does,
 # and an orphan costs only disk (or Redis memory) until then.
 ORPHAN_GRACE_SECONDS = 3600.0
+# A player copy with no job (deleted on another host, or with a crash) is removed once this old.
+COPY_GRACE_SECONDS = 60.0
 CLAIM_WAIT_SECONDS = 5.0  # how long stop() waits for a claim in flight (past it, its jobs' leases run out)
 FORGET_WORKER_SECONDS = 3600.0  # a worker not heard from for this long leaves the registry (sweep)
 
@@ -100,14 +103,18 @@ class BatchRunner:
         settings: Settings,
         store: Optional[JobStore] = None,
         spool: Optional[AudioSpool] = None,
+        audio_copies: Optional[Path] = None,
     ):
         """The store and spool that settings.job_store names, unless given (a given store without a
-        spool gets the spool folder in settings.data_dir)."""
+        spool gets the spool folder in settings.data_dir). `audio_copies` is where audio_copy puts
+        a job's audio for the player, a folder per job id, removed with the job (the app passes
+        one inside Gradio's cache, so the copy is served in place, without a second one)."""
         self.service = service
         self.settings = settings
         if store is None:
             store, spool = open_store(settings.job_store, settings.data_dir)
         self.store, self.spool = store, spool or Spool(settings.data_dir / "spool")
+        self.audio_copies = audio_copies or Path(tempfile.gettempdir()) / "explorer-job-audio"
         self.lease = settings.job_lease_seconds
         # Unique per runner: several may share a store, from one host or many.
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
@@ -469,14 +476,20 @@ class BatchRunner:
 
     # -- expiry ------------------------------------------------------------------------------
     def sweep(self, now: Optional[float] = None) -> tuple[list[str], list[str]]:
-        """Remove jobs older than the TTL with their audio, then audio with no job (written over
-        ORPHAN_GRACE_SECONDS ago), and forget workers not heard from for FORGET_WORKER_SECONDS.
-        Returns (expired ids, orphan ids). (Expired leases are the job-recovery thread's.)"""
+        """Remove jobs older than the TTL with their audio and its player copies, then audio with
+        no job (written over ORPHAN_GRACE_SECONDS ago) and copies with no job, and forget workers
+        not heard from for FORGET_WORKER_SECONDS. Returns (expired ids, orphan ids). (Expired
+        leases are the job-recovery thread's.)"""
         now = time.time() if now is None else now
         expired = self.store.expire(before=now - self.settings.job_ttl_hours * 3600)
         self.spool.delete(expired)
-        orphans = self.spool.orphans(self.store.ids(), older_than=now - ORPHAN_GRACE_SECONDS)
+        self._drop_copies(expired)
+        known = self.store.ids()
+        orphans = self.spool.orphans(known, older_than=now - ORPHAN_GRACE_SECONDS)
         self.spool.delete(orphans)
+        if self.audio_copies.is_dir():
+            self._drop_copies(d.name for d in self.audio_copies.iterdir()
+                              if d.name not in known and d.stat().st_mtime < now - COPY_GRACE_SECONDS)  # fmt: skip
         gone = [w.id for w in self.store.workers(max_age=float("inf")) if w.last_seen < now - FORGET_WORKER_SECONDS]
         for worker_id in gone:
             self.store.forget_worker(worker_id)
@@ -498,14 +511,19 @@ class BatchRunner:
         return job
 
     def audio_copy(self, token: Optional[str], job_id: str) -> Optional[Path]:
-        """A temporary copy of a job's audio for the player (the spool stays private), or None if it has none."""
+        """A copy of a job's audio for the player (the spool stays private) in audio_copies/<job id>/,
+        removed with the job, or None if it has none."""
         job = self.job(token, job_id)
-        folder = Path(tempfile.mkdtemp(prefix="job-audio-"))
         try:
-            return self.spool.export(job.id, folder, Path(job.filename).stem)
+            return self.spool.export(job.id, self.audio_copies / job.id, Path(job.filename).stem)
         except FileNotFoundError:  # it failed to decode, or was deleted just now
-            folder.rmdir()
+            self._drop_copies([job.id])
             return None
+
+    def _drop_copies(self, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            if job_id and "/" not in job_id and job_id not in (".", ".."):  # ids only, never a path
+                shutil.rmtree(self.audio_copies / job_id, ignore_errors=True)
 
     def cancel(self, token: Optional[str], job_id: str) -> Job:
         job = self.job(token, job_id)
@@ -517,12 +535,14 @@ class BatchRunner:
         job = self.job(token, job_id)
         self.store.delete(session_key(token), job.id)
         self.spool.delete([job.id])
+        self._drop_copies([job.id])
 
     def delete_all(self, token: Optional[str]) -> int:
         jobs = self.jobs(token)
         for job in jobs:
             self.store.delete(session_key(token), job.id)
         self.spool.delete(j.id for j in jobs)
+        self._drop_copies(j.id for j in jobs)
         return len(jobs)
 
     def resubmit(self, token: Optional[str], job_id: str, model: Optional[str] = None) -> Job:

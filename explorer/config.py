@@ -98,6 +98,9 @@ class Settings:
     batch_workers: int = 1  # threads taking batch jobs (each also needs a device slot)
     batch_size: int = 8  # files per batched model call (faster-whisper, files up to 30 s)
     job_ttl_hours: float = 24.0
+    # Files the app hands out (downloads, exports, a job's audio for the player) and uploads live
+    # in Gradio's cache this long; Gradio's delete_cache removes them.
+    output_ttl_minutes: float = 60.0
     sweep_interval_seconds: float = 600.0
     ray_address: str = ""  # the Evaluate tab runs on this Ray cluster ("local": a Ray on this machine)
     ray_actors: int = 0  # transcription actors per model on Ray; 0: one per GPU of the cluster, or 1
@@ -119,6 +122,14 @@ class Settings:
     @property
     def max_zip_bytes(self) -> int:
         return int(self.max_zip_mb * MB)
+
+    @property
+    def delete_cache(self) -> tuple[int, int]:
+        """Gradio's delete_cache (every `frequency` s, files older than `age` s): a file goes at most
+        about 1.25 × OUTPUT_TTL_MINUTES after it was written (the sweep runs every quarter TTL, at
+        most every 5 minutes)."""
+        age = max(1, round(self.output_ttl_minutes * 60))
+        return max(1, min(age // 4, 300)), age
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -154,6 +165,7 @@ class Settings:
             batch_workers=_int(env, "BATCH_WORKERS", cls.batch_workers),
             batch_size=_int(env, "BATCH_SIZE", cls.batch_size),
             job_ttl_hours=_float(env, "JOB_TTL_HOURS", cls.job_ttl_hours),
+            output_ttl_minutes=_float(env, "OUTPUT_TTL_MINUTES", cls.output_ttl_minutes),
             sweep_interval_seconds=_float(env, "SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
             ray_address=env.get("RAY_ADDRESS", "").strip(),
             ray_actors=_int(env, "RAY_ACTORS", cls.ray_actors),
@@ -176,6 +188,8 @@ class Settings:
             raise ValueError("RAY_ACTORS must be 0 (automatic) or more")
         if self.job_ttl_hours <= 0 or self.sweep_interval_seconds <= 0:
             raise ValueError("JOB_TTL_HOURS and SWEEP_INTERVAL_SECONDS must be positive")
+        if self.output_ttl_minutes <= 0:
+            raise ValueError("OUTPUT_TTL_MINUTES must be positive")
         store_kind(self.job_store)  # raises on a URL of no store we have
         if self.job_lease_seconds <= 0 or self.worker_beat_seconds <= 0:
             raise ValueError("JOB_LEASE_SECONDS and WORKER_BEAT_SECONDS must be positive")

@@ -25,7 +25,7 @@ import math
 import time
 from array import array
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from explorer.types import SAMPLE_RATE, Segment, TranscribeOptions, Word
 if TYPE_CHECKING:
     from explorer.service import ModelService
 
-__all__ = ["StreamReport", "StreamStepRecord", "simulate_stream"]
+__all__ = ["StreamReport", "StreamStepRecord", "simulate_stream", "stream_passes"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def hypothesis_from(segments: Sequence[Segment]) -> Hypothesis:
     return Hypothesis([w for s in segments for w in s.words], [s.end for s in segments])
 
 
-def simulate_stream(
+def stream_passes(
     service: "ModelService",
     key: str,
     audio: Audio,
@@ -96,10 +96,15 @@ def simulate_stream(
     realtime: bool = True,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-    on_step: Optional[Callable[[StreamStepRecord], None]] = None,
-) -> StreamReport:
-    """Stream ``audio`` through ``key`` with LocalAgreement-2; ``on_step`` sees each pass's record
-    as it is made (the report's last record, ``finish``, comes only in the report).
+    tick_seconds: Optional[float] = None,
+) -> Iterator[Union[StreamStepRecord, StreamReport, None]]:
+    """Stream ``audio`` through ``key`` with LocalAgreement-2: yields each pass's record as it is
+    made, then the report (whose last record, ``finish``, is yielded only there).
+
+    Every model call runs inside a ``next()``, so whoever iterates owns the work: closing the
+    generator stops the stream at once (no thread goes on without it). With ``tick_seconds``, a
+    real-time wait for audio is cut into waits of at most that long, each followed by a ``None``,
+    so that a consumer (a Gradio handler) can be closed between model calls within about a tick.
 
     The model is loaded before the stream starts, so no pass pays for the load.
     """
@@ -132,11 +137,13 @@ def simulate_stream(
     while taken < total:
         due = min(taken + chunk, total)  # a chunk of new audio, or the end of the stream
         wait = due / SAMPLE_RATE - now()
-        if wait > 0:
-            if realtime:
-                sleep(wait)
-            else:
-                skipped += wait
+        if wait > 0 and not realtime:
+            skipped += wait
+        while realtime and wait > 0:
+            sleep(min(wait, tick_seconds or wait))
+            wait = due / SAMPLE_RATE - now()
+            if wait > 0 and tick_seconds:
+                yield None
         # Real time: everything that has arrived, more than a chunk when the model fell behind.
         arrived = max(due, min(total, math.floor(now() * SAMPLE_RATE))) if realtime else due
         processor.insert_audio(samples[taken:arrived])
@@ -153,15 +160,14 @@ def simulate_stream(
             at, taken / SAMPLE_RATE, buffer_seconds, _join(processor.committed), _join(step.unconfirmed), spent
         )
         steps.append(record)
-        if on_step:
-            on_step(record)
+        yield record
 
     iterations = len(steps)
     words = tuple(processor.committed) + processor.finish().committed
     text = _join(words)
     steps.append(StreamStepRecord(now(), total / SAMPLE_RATE, 0.0, text, "", 0.0))
     latency = commit_latency(events, 0.0)
-    return StreamReport(
+    yield StreamReport(
         model=key,
         options=ask,
         realtime=realtime,
@@ -178,3 +184,24 @@ def simulate_stream(
         wall_seconds=clock() - start,
         processing_seconds=processing,
     )
+
+
+def simulate_stream(
+    service: "ModelService",
+    key: str,
+    audio: Audio,
+    options: TranscribeOptions = TranscribeOptions(),
+    min_chunk_seconds: float = 1.0,
+    trim_seconds: float = 15.0,
+    realtime: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_step: Optional[Callable[[StreamStepRecord], None]] = None,
+) -> StreamReport:
+    """``stream_passes`` run to its end; ``on_step`` sees each pass's record as it is made."""
+    for item in stream_passes(service, key, audio, options, min_chunk_seconds, trim_seconds, realtime, clock, sleep):
+        if isinstance(item, StreamReport):
+            return item
+        if on_step and item is not None:
+            on_step(item)
+    raise AssertionError("stream_passes ends with its report")

@@ -8,7 +8,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -401,18 +400,46 @@ def test_sweep_forgets_workers_not_heard_from_for_an_hour(backend):
     assert runner.store.workers(max_age=float("inf")) == [quiet]
 
 
-def test_audio_copy_of_a_job_without_audio_is_none_and_leaves_no_folder(backend, tmp_path, monkeypatch):
+def test_audio_copy_of_a_job_without_audio_is_none_and_leaves_no_folder(backend, tmp_path):
     url, folder = backend
-    runner = BatchRunner(None, Settings(data_dir=folder, batch_workers=0, job_store=url))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
+    copies = tmp_path / "copies"
+    runner = BatchRunner(None, Settings(data_dir=folder, batch_workers=0, job_store=url), audio_copies=copies)
     (bad,) = runner.store.add(A, "b", [new("bad.wav", error="not audio")])
     (good,) = runner.store.add(A, "b", [new("talk.wav")])
     runner.spool.write(good.id, np.zeros(1600, dtype=np.float32))
     assert runner.audio_copy("token-a", bad.id) is None
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert not copies.exists() or list(copies.iterdir()) == []
     copy = runner.audio_copy("token-a", good.id)
-    assert copy.name == "talk.flac" and copy.parent.parent == tmp_path / "tmp"
+    assert copy == copies / good.id / "talk.flac" and copy.read_bytes() == runner.spool.get_bytes(good.id)
+
+
+def test_audio_copies_go_with_their_job_deleted_expired_or_gone(backend, tmp_path):
+    """A job's player copy is removed by /delete_job, by "*", by the TTL sweep, and (past a grace)
+    when its job is gone without this runner knowing (deleted through another app)."""
+    url, folder = backend
+    copies = tmp_path / "copies"
+    settings = Settings(data_dir=folder, batch_workers=0, job_store=url, job_ttl_hours=1.0)
+    runner = BatchRunner(None, settings, audio_copies=copies)
+    silence = np.zeros(1600, dtype=np.float32)
+    jobs = runner.store.add(A, "b", [new(f"{n}.wav") for n in ("one", "two", "three", "four")])
+    for job in jobs:
+        runner.spool.write(job.id, silence)
+        assert runner.audio_copy("token-a", job.id).is_file()
+    one, two, three, four = jobs
+    runner.delete("token-a", one.id)
+    assert not (copies / one.id).exists() and (copies / two.id).is_dir()
+    runner.store.delete(A, two.id)  # as another app would: this runner never hears of it
+    now = time.time()
+    runner.sweep(now=now)  # too recent to be taken for an orphan
+    assert (copies / two.id).is_dir()
+    expired, _ = runner.sweep(now=now + 2 * 3600)  # past the TTL and the copies' grace
+    assert set(expired) == {three.id, four.id}
+    assert list(copies.iterdir()) == []
+    more = runner.store.add(A, "c", [new("five.wav"), new("six.wav")])
+    for job in more:
+        runner.spool.write(job.id, silence)
+        runner.audio_copy("token-a", job.id)
+    assert runner.delete_all("token-a") == 2 and list(copies.iterdir()) == []
 
 
 def test_job_store_setting_opens_that_store(backend):

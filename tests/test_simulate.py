@@ -137,3 +137,28 @@ def test_server_streaming_through_the_api(app, clips):
     assert score(clip.reference, summary["text"]).wer <= 0.2
     assert summary["first_commit_latency"] > 0 and summary["mean_commit_lag"] > 0
     assert summary["wall_seconds"] >= summary["audio_seconds"] - 0.5  # real time: no faster than the audio
+
+
+def test_a_cancelled_stream_stops_its_model_calls_and_the_server_keeps_serving(app, clips):
+    """/simulate_stream runs its passes in the handler: once the client cancels, the stream ends
+    (the app logs it) and no model call follows; the next request is served."""
+    from gradio_client import handle_file
+
+    client = app.client()
+
+    def runs() -> int:
+        return sum(m["runs"] for m in client.predict(api_name="/health")["loaded_models"])
+
+    job = client.submit(handle_file(str(clips[0].path)), MODEL, "en", 1.0, api_name="/simulate_stream")  # 7.1 s
+    while sum(isinstance(u[0], str) for u in job.outputs()) < 2:  # two passes in (not the waits' skips)
+        assert not job.done(), "the stream ended before it could be cancelled"
+        time.sleep(0.1)
+    job.cancel()
+    deadline = time.monotonic() + 60
+    while "closed by the client" not in app.log_path.read_text():
+        assert time.monotonic() < deadline, "the stream was not closed"
+        time.sleep(0.1)
+    after_close = runs()
+    time.sleep(3)  # long enough for three more passes, had the stream gone on
+    assert runs() == after_close
+    assert "dashwood" in client.predict(handle_file(str(clips[0].path)), MODEL, api_name="/transcribe")["text"].lower()

@@ -33,7 +33,9 @@ CSS = """
 
 def build_app(service: ModelService, settings: Settings, runner: BatchRunner) -> gr.Blocks:
     browser_results = BrowserResults()
-    with gr.Blocks(title="Open-ASR Model Explorer") as demo:
+    # Uploads (and the files Gradio tracks) are removed OUTPUT_TTL_MINUTES after they were written;
+    # the files handlers return are also swept by widgets.sweep_outputs (app.py starts it).
+    with gr.Blocks(title="Open-ASR Model Explorer", delete_cache=settings.delete_cache) as demo:
         gr.Markdown("# Open-ASR Model Explorer\nOpen speech recognition models, side by side, with honest metrics.")
         with gr.Tabs():
             with gr.Tab("Transcribe"):

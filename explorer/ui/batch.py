@@ -7,7 +7,6 @@ tab finds the same jobs; API clients get the token from /submit_batch and pass i
 from __future__ import annotations
 
 import secrets
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from explorer.batch import BatchRunner, JobError, finished, job_row
 from explorer.jobs import Job
 from explorer.service import ModelService
 from explorer.ui.widgets import language_choices, make_options, model_choices, reachable_workers, user_error, warnings_markdown, worker_records
+from explorer.ui.widgets import output_folder
 
 TABLE_COLUMNS = ["file", "status", "model", "audio_seconds", "rtfx", "seconds", "batch_size", "error", "id", "environment"]
 WORKER_COLUMNS = ["worker", "host", "pid", "models_loaded", "jobs_done", "running", "up_seconds", "seen_seconds_ago"]
@@ -137,7 +137,7 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
     def export_jobs(token, batch):
         """This session's jobs as jobs.csv, jobs.json and srt.zip."""
         try:
-            return [str(p) for p in runner.export(token, Path(tempfile.mkdtemp(prefix="jobs-")), batch or None)]
+            return [str(p) for p in runner.export(token, output_folder("jobs-"), batch or None)]
         except errors as exc:
             raise user_error(exc) from exc
 

@@ -8,8 +8,7 @@ back through the API with /browser_result.
 from __future__ import annotations
 
 import html
-import queue
-import threading
+import logging
 
 import gradio as gr
 
@@ -17,9 +16,15 @@ from explorer import catalog
 from explorer.audio import AudioError
 from explorer.config import Settings
 from explorer.service import ModelError, ModelService
-from explorer.simulate import StreamReport, simulate_stream
+from explorer.simulate import StreamReport, stream_passes
 from explorer.types import TranscribeOptions
 from explorer.ui.widgets import BrowserResults, browser_component, user_error
+
+log = logging.getLogger(__name__)
+# Longest real-time wait between two yields of /simulate_stream: how soon a stream whose client
+# left is noticed (Gradio checks between yields) and closed.
+STREAM_TICK_SECONDS = 0.1
+
 
 def stream_html(committed: str, unconfirmed: str) -> str:
     """Committed text as is, the unconfirmed tail muted: the same look as the browser's."""
@@ -57,26 +62,26 @@ def build_server_stream(service: ModelService, settings: Settings) -> None:
             service.preload(model)  # the stream's clock starts after the model is loaded
         except (AudioError, ModelError, ValueError) as exc:
             raise user_error(exc) from exc
-        steps: "queue.Queue" = queue.Queue()
-        outcome: dict = {}
-
-        def work():
-            try:
-                outcome["report"] = simulate_stream(
-                    service, model, decoded, options, float(min_chunk), on_step=steps.put
-                )
-            except Exception as exc:  # shown to the user below; the worker thread must not die silently
-                outcome["error"] = exc
-            steps.put(None)
-
-        threading.Thread(target=work, daemon=True).start()
-        while (step := steps.get()) is not None:
-            progress((min(step.audio_seconds, decoded.duration), decoded.duration), desc="streaming", unit="s")
-            yield stream_html(step.committed, step.unconfirmed), gr.skip()
-        if "error" in outcome:
-            raise gr.Error(str(outcome["error"]))
-        report = outcome["report"]
-        yield stream_html(report.text, ""), report_summary(report)
+        # The passes run in this generator, so inside its "models" slot: when the client leaves or
+        # cancels, Gradio closes the generator at its next yield (a tick or one model call away)
+        # and nothing runs on (a thread would).
+        passes, outcome = 0, "closed by the client"
+        try:
+            for item in stream_passes(service, model, decoded, options, float(min_chunk), tick_seconds=STREAM_TICK_SECONDS):
+                if item is None:  # waiting for audio: a yield lets Gradio notice a client that left
+                    yield gr.skip(), gr.skip()
+                elif isinstance(item, StreamReport):
+                    outcome = "finished"
+                    yield stream_html(item.text, ""), report_summary(item)
+                else:
+                    passes += 1
+                    progress((min(item.audio_seconds, decoded.duration), decoded.duration), desc="streaming", unit="s")
+                    yield stream_html(item.committed, item.unconfirmed), gr.skip()
+        except (AudioError, ModelError, ValueError) as exc:
+            outcome = "failed"
+            raise user_error(exc) from exc
+        finally:
+            log.info("server stream on %s %s after %d passes", model, outcome, passes)
 
     gr.Markdown(
         "### Server streaming (simulation)\nThe same policy in Python (`explorer/local_agreement.py`) with "

@@ -5,9 +5,7 @@ models run as the workers allow and each result shows as soon as it is done; a c
 from __future__ import annotations
 
 import html
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence
 
 import gradio as gr
@@ -28,6 +26,7 @@ from explorer.ui.widgets import (
     make_options,
     metric_cards,
     model_choices,
+    output_folder,
     warnings_markdown,
 )
 
@@ -159,7 +158,7 @@ def alignment_html(c: Comparison) -> str:
 
 
 def write_exports(c: Comparison) -> list[str]:
-    folder = Path(tempfile.mkdtemp(prefix="compare-"))
+    folder = output_folder("compare-")
     csv, js = folder / "comparison.csv", folder / "comparison.json"
     csv.write_text(c.to_csv(), encoding="utf-8")
     js.write_text(c.to_json(), encoding="utf-8")

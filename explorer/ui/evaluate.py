@@ -6,7 +6,6 @@ inputs, shows progress, and lays out the rows and the summary.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -34,7 +33,7 @@ from explorer.evaluate import (
 )
 from explorer.service import ModelService
 from explorer.types import TranscribeOptions
-from explorer.ui.widgets import model_choices, user_error
+from explorer.ui.widgets import model_choices, output_folder, scratch_folder, user_error
 
 LEADERBOARD_COLUMNS = [
     "model", "wer", "cer", "rtfx", "utterances", "failed", "reference_words", "substitutions", "deletions",
@@ -73,23 +72,23 @@ def zip_limits(settings) -> ZipLimits:
 
 def gather(
     files: Optional[Sequence[str]], hub_dataset: str, config: str, split: str, limit: Optional[float], probe: bool,
-    limits: ZipLimits = ZipLimits(),
+    root: Path, limits: ZipLimits = ZipLimits(),
 ) -> list[Utterance]:  # fmt: skip
     """The utterances the user asked for: uploaded files or a Hub dataset, plus the probe. Read
-    confined: only what this request uploaded (its own folder is the root), or a Hub id."""
+    confined: only what this request uploaded (its own folder, `root`, which the caller removes
+    once the evaluation ends), or a Hub id."""
     limit = int(limit) if limit else None
     if files and hub_dataset.strip():
         raise DatasetError("give either files or a Hugging Face dataset, not both")
     utterances: list[Utterance] = []
     if files:
-        root = Path(tempfile.mkdtemp(prefix="dataset-"))
         source = dataset_from_files(files, root, limits)
         utterances = load_dataset(source, split=split.strip() or None, limit=limit, root=root)
     elif hub_dataset.strip():
         name = hub_dataset.strip().removeprefix(HUB_PREFIX)
-        # A root that holds nothing: a Hub dataset may carry its audio only as bytes.
+        # The root holds nothing here: a Hub dataset may carry its audio only as bytes.
         utterances = load_dataset(HUB_PREFIX + name, config=config.strip() or None, split=split.strip() or None,
-                                  limit=limit, root=Path(tempfile.gettempdir()) / "no-local-files")  # fmt: skip
+                                  limit=limit, root=root)  # fmt: skip
     if probe:
         utterances += probe_utterances()
     if not utterances:
@@ -98,13 +97,13 @@ def gather(
 
 
 def build_evaluate(service: ModelService, settings) -> None:
-    def prepare(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe):
+    def prepare(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe, root: Path):
         if not models:
             raise gr.Error("Pick at least one model.")
         try:
             for key in models:
                 catalog.get(key)
-            utterances = gather(files, hub_dataset or "", config or "", split or "", limit, probe, zip_limits(settings))
+            utterances = gather(files, hub_dataset or "", config or "", split or "", limit, probe, root, zip_limits(settings))
             options = TranscribeOptions(language=language or None, beam_size=int(beam_size or 1), vad_filter=bool(vad_filter))
         except (DatasetError, KeyError, ValueError) as exc:
             raise user_error(exc) from exc
@@ -170,29 +169,35 @@ def build_evaluate(service: ModelService, settings) -> None:
 
     def run(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe, progress=gr.Progress()):
         """Evaluate with a live leaderboard; the last update carries the saved result files."""
-        utterances, options, meta = prepare(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe)
-        sizes: dict = {}
-        for done, finished in results(models, utterances, options, meta, progress):
-            rows = rows_frame(done)
-            summary = summarize(rows, language, price_per_hour=settings.device_price_per_hour)
-            if finished:
-                saved = save_results(Path(tempfile.mkdtemp(prefix="evaluation-")), rows, summary, meta)
-                failed = int((rows["error"] != "").sum())
-                note = f"Done: {len(rows)} results" + (f", {failed} failed (see the error column)" if failed else "")
-                update = outputs(rows, summary, [str(p) for p in saved], note)
-            else:
-                update = outputs(rows, summary, status=f"{len(done)} / {len(models) * len(utterances)} done")
-            if empty := resized(update, sizes):
-                yield empty
-            yield update
+        with scratch_folder("dataset-") as root:  # the unpacked upload, gone when the run ends or is left
+            utterances, options, meta = prepare(
+                files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe, root
+            )
+            sizes: dict = {}
+            for done, finished in results(models, utterances, options, meta, progress):
+                rows = rows_frame(done)
+                summary = summarize(rows, language, price_per_hour=settings.device_price_per_hour)
+                if finished:
+                    saved = save_results(output_folder("evaluation-"), rows, summary, meta)
+                    failed = int((rows["error"] != "").sum())
+                    note = f"Done: {len(rows)} results" + (f", {failed} failed (see the error column)" if failed else "")
+                    update = outputs(rows, summary, [str(p) for p in saved], note)
+                else:
+                    update = outputs(rows, summary, status=f"{len(done)} / {len(models) * len(utterances)} done")
+                if empty := resized(update, sizes):
+                    yield empty
+                yield update
 
     def run_once(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe, progress=gr.Progress()):
         """Evaluate models on a dataset; returns {"meta", "summary": per-model rows, "utterances": per-utterance rows}."""
-        utterances, options, meta = prepare(files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe)
-        for done, finished in results(models, utterances, options, meta, progress):
-            if finished:
-                rows = rows_frame(done)
-                return results_payload(rows, summarize(rows, language, price_per_hour=settings.device_price_per_hour), meta)
+        with scratch_folder("dataset-") as root:
+            utterances, options, meta = prepare(
+                files, hub_dataset, config, split, limit, models, language, beam_size, vad_filter, probe, root
+            )
+            for done, finished in results(models, utterances, options, meta, progress):
+                if finished:
+                    rows = rows_frame(done)
+                    return results_payload(rows, summarize(rows, language, price_per_hour=settings.device_price_per_hour), meta)
 
     def reopen(path):
         if not path:

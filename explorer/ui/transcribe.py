@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Optional
 
 import gradio as gr
@@ -19,6 +17,7 @@ from explorer.ui.widgets import (
     make_options,
     metric_cards,
     model_choices,
+    output_folder,
     user_error,
     warnings_markdown,
 )
@@ -44,7 +43,7 @@ def segments_frame(t: Optional[Transcription]) -> pd.DataFrame:
 
 
 def write_downloads(t: Transcription) -> list[str]:
-    folder = Path(tempfile.mkdtemp(prefix="transcript-"))
+    folder = output_folder("transcript-")
     stem = t.model.replace("/", "_")
     paths = []
     for ext, writer in formats.WRITERS.items():

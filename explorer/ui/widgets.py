@@ -5,13 +5,19 @@ component and its results, the batch workers' status. Tabs import this module, n
 from __future__ import annotations
 
 import html
+import logging
 import math
+import shutil
+import tempfile
 import threading
+import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 from gradio_browser_asr import BrowserASR, BrowserModel, assets_missing
 
 from explorer import catalog, metrics
@@ -21,6 +27,7 @@ from explorer.jobs import Running, WorkerInfo
 from explorer.service import ModelService
 from explorer.types import Metrics, TranscribeOptions, Transcription
 
+log = logging.getLogger(__name__)
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 AUTO = "auto"
 
@@ -32,6 +39,69 @@ def user_error(exc: Exception) -> gr.Error:
 
 def error_message(exc: Exception) -> str:
     return str(exc).strip("'\"")
+
+
+# -- files: every one has an owner and a lifetime ---------------------------------------------
+def gradio_cache() -> Path:
+    """Gradio's cache (GRADIO_TEMP_DIR, else <tmp>/gradio): uploads land here, and a file returned
+    from inside it is served in place, tracked by its component and removed by delete_cache."""
+    return Path(get_upload_folder())
+
+
+def outputs_root() -> Path:
+    return gradio_cache() / "outputs"
+
+
+def output_folder(prefix: str) -> Path:
+    """A new folder for files a handler returns (downloads, exports): inside Gradio's cache, so
+    they are served in place, without a second copy. sweep_outputs removes it after
+    OUTPUT_TTL_MINUTES: Gradio's delete_cache alone misses a file returned through a component that
+    an earlier update of the session replaced (gr.skip() included), as it tracks the original."""
+    outputs_root().mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=outputs_root()))
+
+
+def sweep_outputs(age_seconds: float, now: Optional[float] = None) -> int:
+    """Remove the output folders last written to over `age_seconds` ago, and the empty `tmp*` files
+    gr.File leaves in the cache's top folder for each file it passes on as a path (Gradio 6.17's
+    File._process_single_file opens a NamedTemporaryFile there and never removes it; uploads
+    themselves live in sub-folders). Returns how many it removed."""
+    now = time.time() if now is None else now
+    cache, root = gradio_cache(), outputs_root()
+    old = [d for d in root.iterdir() if d.is_dir() and d.stat().st_mtime < now - age_seconds] if root.is_dir() else []
+    for folder in old:
+        shutil.rmtree(folder, ignore_errors=True)
+    stubs = [f for f in cache.glob("tmp*") if f.is_file() and f.stat().st_size == 0 and f.stat().st_mtime < now - age_seconds]
+    for stub in stubs:
+        stub.unlink(missing_ok=True)
+    return len(old) + len(stubs)
+
+
+def start_output_sweeper(settings: Settings) -> threading.Thread:
+    """A daemon thread running sweep_outputs on delete_cache's schedule (OUTPUT_TTL_MINUTES)."""
+    frequency, age = settings.delete_cache
+
+    def loop() -> None:
+        while True:
+            time.sleep(frequency)
+            try:
+                sweep_outputs(age)
+            except OSError as exc:  # a folder removed under it: the next sweep tries again
+                log.warning("output sweep: %s", exc)
+
+    thread = threading.Thread(target=loop, name="output-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+@contextmanager
+def scratch_folder(prefix: str) -> Iterator[Path]:
+    """A folder for the length of a request (an unpacked dataset), removed when it ends, however."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- models and options -----------------------------------------------------------------------
