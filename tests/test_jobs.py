@@ -406,12 +406,13 @@ def test_audio_copy_of_a_job_without_audio_is_none_and_leaves_no_folder(backend,
     runner = BatchRunner(None, Settings(data_dir=folder, batch_workers=0, job_store=url))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
-    (bad,) = runner.store.add(A, "b", [new("bad.wav", error="not audio")])
-    (good,) = runner.store.add(A, "b", [new("talk.wav")])
+    token = runner.tokens.issue()  # the runner accepts only tokens it issued
+    (bad,) = runner.store.add(session_key(token), "b", [new("bad.wav", error="not audio")])
+    (good,) = runner.store.add(session_key(token), "b", [new("talk.wav")])
     runner.spool.write(good.id, np.zeros(1600, dtype=np.float32))
-    assert runner.audio_copy("token-a", bad.id) is None
+    assert runner.audio_copy(token, bad.id) is None
     assert list((tmp_path / "tmp").iterdir()) == []
-    copy = runner.audio_copy("token-a", good.id)
+    copy = runner.audio_copy(token, good.id)
     assert copy.name == "talk.flac" and copy.parent.parent == tmp_path / "tmp"
 
 
