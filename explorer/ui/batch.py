@@ -27,6 +27,9 @@ from explorer.ui.widgets import language_choices, make_options, model_choices, r
 TABLE_COLUMNS = ["file", "status", "model", "audio_seconds", "rtfx", "seconds", "batch_size", "error", "id", "environment"]
 WORKER_COLUMNS = ["worker", "models_loaded", "jobs_done", "running", "up_seconds", "seen_seconds_ago"]
 WATCH_SECONDS = 0.5
+# A watcher repeats its last update this often while nothing changes: Gradio notices a client that
+# left only when a generator yields, and only then closes it (and its watcher slot is given back).
+WATCH_KEEPALIVE_SECONDS = 2.0
 EMPTY_TABLE = pd.DataFrame(columns=TABLE_COLUMNS)
 
 
@@ -93,15 +96,16 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         return runner.counts(token, batch), runner.jobs(token, batch)
 
     async def watch_batch(token, batch, progress=gr.Progress()):
-        """Progress of a batch until every job has finished: yields {"counts", "jobs"} as it changes
-        (the first MAX_JOB_ROWS jobs). A session may watch MAX_WATCHERS_PER_SESSION at once."""
+        """Progress of a batch until every job has finished: yields {"counts", "jobs"} as it changes,
+        and again every 2 s while it does not (the first MAX_JOB_ROWS jobs). A session may watch
+        MAX_WATCHERS_PER_SESSION batches at once."""
         try:
             session = runner.session_key(token)  # a forged token is refused before anything is held
             watchers.acquire(session)
         except errors as exc:
             raise user_error(exc) from exc
         try:  # released however the watch ends: finished, failed, or cancelled when the client left
-            last = None
+            last, sent = None, 0.0
             while True:
                 try:
                     counts, jobs = await asyncio.to_thread(read_batch, token, batch)
@@ -109,8 +113,8 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
                     raise user_error(exc) from exc
                 done = counts["completed"] + counts["failed"] + counts["cancelled"]
                 progress((done, sum(counts.values())), desc="batch", unit="files")
-                if counts != last:
-                    last = counts
+                if counts != last or time.monotonic() - sent >= WATCH_KEEPALIVE_SECONDS:
+                    last, sent = counts, time.monotonic()
                     yield {"counts": counts, "jobs": [job_row(j) for j in jobs[:page]]}
                 if finished(counts) or not sum(counts.values()):
                     return
