@@ -211,6 +211,6 @@ class Settings:
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise ValueError("ADMIN_TOKEN must be at least 16 characters (it guards worker detail in /health)")
         if self.session_secret and len(self.session_secret) < 32:
-            raise ValueError("SESSION_SECRET must be at least 32 characters (e.g. `python -c \"import secrets; print(secrets.token_urlsafe(32))\"`)")
+            raise ValueError("SESSION_SECRET must be at least 32 characters (e.g. secrets.token_urlsafe(32))")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("DEVICE must be auto, cpu or cuda")

@@ -183,7 +183,8 @@ def test_two_servers_share_one_redis_job_store(models_dir, clips, tmp_path, redi
     """JOB_STORE on Redis: two app processes, each with its own DATA_DIR (no shared files), serve
     one queue; every job runs once, on one of them, and either serves any job's audio."""
     store_url = f"{redis_url}?prefix=apps-{time.monotonic_ns()}:"
-    env = dict(JOB_STORE=store_url, BATCH_SIZE=1, NUM_WORKERS=1, SESSION_SECRET="shared-" + "s" * 32)  # one session, either app
+    # One SESSION_SECRET: a token from either app is a session on both.
+    env = dict(JOB_STORE=store_url, BATCH_SIZE=1, NUM_WORKERS=1, SESSION_SECRET="shared-" + "s" * 32)
     apps = [RunningApp(models_dir, tmp_path / f"app{n}.log", DATA_DIR=tmp_path / f"data{n}", **env) for n in range(2)]
     try:
         first, second = (app.client() for app in apps)
