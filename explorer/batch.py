@@ -4,8 +4,10 @@
 file at submission (a file that will not decode becomes a failed job with the reason, and the rest
 go on), keeps ``batch_workers`` threads taking jobs first-in first-out from the store, and runs
 them through ``ModelService.transcribe_batch`` (a lower priority than interactive requests, with
-cross-file batching where the engine allows). Callers speak in session tokens; the store only
-ever sees their hashes. The store and the spool are those JOB_STORE names (``open_store``): SQLite
+cross-file batching where the engine allows). Callers speak in session tokens that the runner
+issued (``SessionTokens``: any other string is refused before the store is read); the store only
+ever sees their hashes. A session may queue MAX_BATCH_FILES files at once and hold MAX_QUEUED_JOBS
+unfinished jobs, resubmits included. The store and the spool are those JOB_STORE names (``open_store``): SQLite
 and a folder by default, or a Redis/Valkey server that workers on other machines share
 (``python -m explorer.worker`` runs a runner with no UI). Jobs are claimed under a lease
 (JOB_LEASE_SECONDS) that a heartbeat thread renews while they run; every runner takes back
@@ -39,10 +41,11 @@ from explorer import catalog, formats
 from explorer.audio import Audio, AudioError
 from explorer.config import Settings
 from explorer.jobs import (
-    FINISHED, MAX_ATTEMPTS, AudioSpool, Job, JobStore, NewJob, Running, Spool, WorkerInfo, crashed_error, new_token,
-    open_store, session_key,
+    FINISHED, MAX_ATTEMPTS, AudioSpool, Job, JobStore, NewJob, Running, Spool, WorkerInfo, crashed_error, open_store,
+    session_key,
 )  # fmt: skip
 from explorer.service import ModelError, ModelService
+from explorer.sessions import SessionTokens, session_secret
 from explorer.types import TranscribeOptions, Transcription
 
 log = logging.getLogger(__name__)
@@ -104,13 +107,16 @@ class BatchRunner:
         store: Optional[JobStore] = None,
         spool: Optional[AudioSpool] = None,
         audio_copies: Optional[Path] = None,
+        tokens: Optional[SessionTokens] = None,
     ):
         """The store and spool that settings.job_store names, unless given (a given store without a
         spool gets the spool folder in settings.data_dir). `audio_copies` is where audio_copy puts
         a job's audio for the player, a folder per job id, removed with the job (the app passes
-        one inside Gradio's cache, so the copy is served in place, without a second one)."""
+        one inside Gradio's cache, so the copy is served in place, without a second one). Session
+        tokens are signed with SESSION_SECRET (or the secret in data_dir) unless `tokens` is given."""
         self.service = service
         self.settings = settings
+        self._tokens = tokens
         if store is None:
             store, spool = open_store(settings.job_store, settings.data_dir)
         self.store, self.spool = store, spool or Spool(settings.data_dir / "spool")
@@ -230,6 +236,28 @@ class BatchRunner:
                 log.warning("could not leave the worker registry (%s)", exc)
         return released
 
+    @property
+    def tokens(self) -> SessionTokens:
+        """Made on first use: a standalone worker, which never sees a token, makes no secret."""
+        if self._tokens is None:
+            self._tokens = SessionTokens(session_secret(self.settings.session_secret, self.settings.data_dir))
+        return self._tokens
+
+    def session_key(self, token: Optional[str]) -> str:
+        """The store's key for a token this server issued; PermissionError for any other."""
+        return session_key(self.tokens.check(token))
+
+    def _room(self, session: str, wanted: int) -> None:
+        """Refuse `wanted` more jobs when the session's unfinished ones would pass MAX_QUEUED_JOBS."""
+        counts = self.store.counts(session)
+        unfinished = counts["queued"] + counts["processing"]
+        limit = self.settings.max_queued_jobs
+        if unfinished + wanted > limit:
+            raise JobError(
+                f"this session has {unfinished} unfinished job(s) and may hold {limit} (MAX_QUEUED_JOBS): "
+                f"wait for some to finish, or cancel some, before queueing {wanted} more"
+            )
+
     def working(self) -> bool:
         """Whether a worker thread is still running: after stop(), a model call it gave up waiting for."""
         return any(thread.is_alive() for thread in self._workers)
@@ -243,13 +271,20 @@ class BatchRunner:
         options: TranscribeOptions,
         progress: Optional[FileProgressFn] = None,
     ) -> Submission:
-        """Queue one job per file. A new token is made when none is given. Model and options are
-        checked first, so a bad request queues nothing."""
+        """Queue one job per file. A new token is issued when none is given. The token, the bounds
+        (files per batch, unfinished jobs per session), model and options are checked first, so a
+        refused request decodes and queues nothing."""
         if not files:
             raise JobError("no files: upload one or more audio files")
-        self._check(model, options)
-        token = token or new_token()
+        if len(files) > self.settings.max_batch_files:
+            raise JobError(
+                f"{len(files)} files in one batch; the limit is {self.settings.max_batch_files} (MAX_BATCH_FILES): "
+                "split them into several batches"
+            )
+        token = self.tokens.check(token) if token else self.tokens.issue()
         session = session_key(token)
+        self._room(session, len(files))
+        self._check(model, options)
         new = []
         for n, path in enumerate(map(Path, files), 1):
             if progress:
@@ -499,13 +534,13 @@ class BatchRunner:
 
     # -- a session's jobs ----------------------------------------------------------------------
     def jobs(self, token: Optional[str], batch: Optional[str] = None) -> list[Job]:
-        return self.store.list(session_key(token), batch or None)
+        return self.store.list(self.session_key(token), batch or None)
 
     def counts(self, token: Optional[str], batch: Optional[str] = None) -> dict[str, int]:
-        return self.store.counts(session_key(token), batch or None)
+        return self.store.counts(self.session_key(token), batch or None)
 
     def job(self, token: Optional[str], job_id: str) -> Job:
-        job = self.store.get(session_key(token), (job_id or "").strip())
+        job = self.store.get(self.session_key(token), (job_id or "").strip())
         if job is None:  # the same answer for another session's job: nothing to learn from it
             raise JobError(f"no job {job_id!r} in this session")
         return job
@@ -527,34 +562,38 @@ class BatchRunner:
 
     def cancel(self, token: Optional[str], job_id: str) -> Job:
         job = self.job(token, job_id)
-        if not self.store.cancel(session_key(token), job.id):
+        if not self.store.cancel(self.session_key(token), job.id):
             raise JobError(f"job {job_id!r} is {self.job(token, job_id).status}: only queued jobs can be cancelled")
         return self.job(token, job_id)
 
     def delete(self, token: Optional[str], job_id: str) -> None:
         job = self.job(token, job_id)
-        self.store.delete(session_key(token), job.id)
+        self.store.delete(self.session_key(token), job.id)
         self.spool.delete([job.id])
         self._drop_copies([job.id])
 
     def delete_all(self, token: Optional[str]) -> int:
-        jobs = self.jobs(token)
+        session, jobs = self.session_key(token), self.jobs(token)
         for job in jobs:
-            self.store.delete(session_key(token), job.id)
+            self.store.delete(session, job.id)
         self.spool.delete(j.id for j in jobs)
         self._drop_copies(j.id for j in jobs)
         return len(jobs)
 
     def resubmit(self, token: Optional[str], job_id: str, model: Optional[str] = None) -> Job:
-        """Run a job's audio again, with its own model or another, as a new job at the back of the queue."""
+        """Run a job's audio again, with its own model or another, as a new job at the back of the
+        queue. It counts against MAX_QUEUED_JOBS like any queued job: a resubmit costs a model
+        run as a submitted file does, and the session bound caps both at once."""
         old = self.job(token, job_id)
+        session = self.session_key(token)
+        self._room(session, 1)
         model = model or old.model
         options = self._check(model, old.options)
         if not self.spool.exists(old.id):
             raise JobError(f"job {job_id!r} has no audio to resubmit (it failed before decoding)")
         new = NewJob(old.filename, model, options, old.audio_seconds, warnings=old.warnings)
         self.spool.copy(old.id, new.id)
-        (job,) = self.store.add(session_key(token), secrets.token_urlsafe(8), [new])
+        (job,) = self.store.add(session, secrets.token_urlsafe(8), [new])
         self._notify()
         return job
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -186,6 +187,16 @@ class Availability:
         return {"ready": "✅ ready", "downloadable": "⬇️ downloadable", "unavailable": "⛔ unavailable"}[
             self.status
         ]
+
+
+# An absolute (or ~) path in a message: not a URL ("https://…"), not a Hub repo ("org/name").
+SERVER_PATH = re.compile(r"(?<![\w:/.~-])~?/[^\s'\"(),;]+")
+SERVER_FOLDER = "a folder on this server"
+
+
+def without_paths(text: str) -> str:
+    """A reason as anyone may read it: every server path replaced by a neutral phrase (logs keep them)."""
+    return SERVER_PATH.sub(SERVER_FOLDER, text)
 
 
 def hub_cached_snapshot(repo: str) -> Optional[Path]:

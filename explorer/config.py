@@ -84,6 +84,19 @@ class Settings:
     max_zip_members: int = 10_000
     max_zip_mb: float = 2048
     max_zip_ratio: float = 100
+    # What one stranger may start (a session is free to make, so these bound one client's
+    # share, and QUEUE_MAX_SIZE / MAX_WATCHERS the whole server's).
+    max_batch_files: int = 200  # files per /submit_batch
+    max_queued_jobs: int = 500  # unfinished (queued or processing) jobs per session, resubmits included
+    max_watchers_per_session: int = 2  # concurrent /watch_batch (and Batch tab) watchers per session
+    max_watchers: int = 64  # concurrent watchers, all sessions together
+    job_api_concurrency: int = 4  # concurrent /jobs, /job, /cancel_job, /delete_job, /resubmit, /export_jobs calls
+    max_job_rows: int = 1000  # rows per /jobs or /watch_batch answer (a page; /jobs takes an offset)
+    # /health shows worker detail (hosts, pids) only to a request carrying this token; unset: never.
+    admin_token: Optional[str] = None
+    # Signs session tokens; empty: a secret made once in data_dir. App servers sharing a job store
+    # must share it (workers never check tokens).
+    session_secret: str = ""
     device: str = "auto"  # auto | cpu | cuda
     compute_type: Optional[str] = None  # faster-whisper override, e.g. float32
     # Threads of every engine's CPU kernels (CTranslate2, onnxruntime, torch). Outputs can depend
@@ -151,6 +164,14 @@ class Settings:
             max_zip_members=_int(env, "MAX_ZIP_MEMBERS", cls.max_zip_members),
             max_zip_mb=_float(env, "MAX_ZIP_MB", cls.max_zip_mb),
             max_zip_ratio=_float(env, "MAX_ZIP_RATIO", cls.max_zip_ratio),
+            max_batch_files=_int(env, "MAX_BATCH_FILES", cls.max_batch_files),
+            max_queued_jobs=_int(env, "MAX_QUEUED_JOBS", cls.max_queued_jobs),
+            max_watchers_per_session=_int(env, "MAX_WATCHERS_PER_SESSION", cls.max_watchers_per_session),
+            max_watchers=_int(env, "MAX_WATCHERS", cls.max_watchers),
+            job_api_concurrency=_int(env, "JOB_API_CONCURRENCY", cls.job_api_concurrency),
+            max_job_rows=_int(env, "MAX_JOB_ROWS", cls.max_job_rows),
+            admin_token=env.get("ADMIN_TOKEN", "").strip() or None,
+            session_secret=env.get("SESSION_SECRET", "").strip(),
             device=env.get("DEVICE", cls.device).lower(),
             compute_type=env.get("COMPUTE_TYPE") or None,
             cpu_threads=_int(env, "CPU_THREADS", all_cores()),
@@ -205,5 +226,17 @@ class Settings:
             raise ValueError("MAX_ZIP_MEMBERS must be at least 1, MAX_ZIP_MB positive and MAX_ZIP_RATIO at least 1")
         if self.zero_gpu_max_seconds < 10:
             raise ValueError("ZERO_GPU_MAX_SECONDS must be at least 10")
+        if min(self.max_batch_files, self.max_queued_jobs, self.max_watchers_per_session, self.max_watchers,
+               self.job_api_concurrency, self.max_job_rows) < 1:  # fmt: skip
+            raise ValueError(
+                "MAX_BATCH_FILES, MAX_QUEUED_JOBS, MAX_WATCHERS_PER_SESSION, MAX_WATCHERS, JOB_API_CONCURRENCY "
+                "and MAX_JOB_ROWS must each be at least 1"
+            )
+        if self.max_watchers < self.max_watchers_per_session:
+            raise ValueError("MAX_WATCHERS must be at least MAX_WATCHERS_PER_SESSION")
+        if self.admin_token is not None and len(self.admin_token) < 16:
+            raise ValueError("ADMIN_TOKEN must be at least 16 characters (it guards worker detail in /health)")
+        if self.session_secret and len(self.session_secret) < 32:
+            raise ValueError("SESSION_SECRET must be at least 32 characters (e.g. secrets.token_urlsafe(32))")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("DEVICE must be auto, cpu or cuda")

@@ -205,7 +205,7 @@ class ModelService:
                     "gated": spec.gated,
                     "trust_remote_code": spec.trust_remote_code,
                     "status": avail.status,
-                    "reason": self.failed.get(spec.key) or avail.reason,
+                    "reason": catalog.without_paths(self.failed.get(spec.key) or avail.reason),  # public: no paths
                     "loaded": spec.key in self._loaded,
                 }
             )
@@ -272,7 +272,7 @@ class ModelService:
         """The one place that decides whether a model can run here at all."""
         avail = self.availability[spec.key]
         if avail.status == "unavailable":
-            raise ModelError(f"{spec.name} is unavailable: {avail.reason}")
+            raise ModelError(f"{spec.name} is unavailable: {catalog.without_paths(avail.reason)}")
         return avail
 
     def _load(self, spec: catalog.ModelSpec, progress: Optional[ProgressFn]) -> LoadedModel:
@@ -302,7 +302,7 @@ class ModelService:
             reason = f"{type(exc).__name__}: {exc}"
             self.failed[spec.key] = reason
             log.exception("loading %s failed", spec.key)
-            raise ModelError(f"{spec.name} failed to load: {reason}") from exc
+            raise ModelError(f"{spec.name} failed to load: {catalog.without_paths(reason)}") from exc
         self.failed.pop(spec.key, None)
         env = environment.describe(spec.engine, device, engine.compute_type, runtime.cpu_threads)
         ref = gpu.make_ref(spec.key, weights, runtime, gpu.register(engine), self.settings.zero_gpu_max_seconds)

@@ -17,6 +17,7 @@ from tests import redis_server
 from tests.running_app import RunningApp
 
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token-" + "a" * 16  # the shared app's: /health detail for tests
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -94,6 +95,7 @@ def app(models_dir, tmp_path_factory):
         MAX_AUDIO_SECONDS=60,
         MAX_UPLOAD_MB=5,
         NUM_WORKERS=1,
+        ADMIN_TOKEN=ADMIN_TOKEN,
     )
     yield running
     running.stop()

@@ -16,6 +16,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
 from explorer.scoring import corpus_wer
+from tests.conftest import ADMIN_TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = "faster-whisper/tiny.en"
@@ -78,17 +79,20 @@ def test_stream_endpoint_yields_growing_text_then_the_result(app, long_speech, t
     assert re.match(r"1\n00:00:\d\d,\d{3} --> 00:00:\d\d,\d{3}\n\S", srt)
 
 
-def test_models_and_health_endpoints(app):
+def test_models_and_health_endpoints(app, models_dir):
     client = app.client()
     models = {m["key"]: m for m in client.predict(api_name="/models")}
     assert models[TINY]["status"] == "ready"
     assert models["faster-whisper/large-v3"]["status"] == "unavailable"
     assert "offline" in models["faster-whisper/large-v3"]["reason"]
-    health = client.predict(api_name="/health")
-    assert health["status"] == "ok" and health["hub_online"] is False
-    assert isinstance(health["loaded_models"], list) and isinstance(health["failed_models"], dict)
-    assert health["job_store"] == "sqlite" and health["job_store_problem"] == ""
-    (worker,) = health["workers"]  # the app's own batch worker (BATCH_WORKERS=1), as it last reported
+    assert not any(str(models_dir) in m["reason"] for m in models.values())  # the public view names no server path
+    health = client.predict(api_name="/health")  # anyone: status and counts
+    assert health["status"] == "ok" and health["hub_online"] is False and "detail" not in health
+    assert health["workers"] == 1 and health["job_store_problem"] == "" and str(app.proc.pid) not in repr(health)
+    detail = client.predict(ADMIN_TOKEN, api_name="/health")["detail"]  # the admin: as before
+    assert isinstance(detail["loaded_models"], list) and isinstance(detail["failed_models"], dict)
+    assert detail["job_store"] == "sqlite"
+    (worker,) = detail["workers"]  # the app's own batch worker (BATCH_WORKERS=1), as it last reported
     assert worker["pid"] == app.proc.pid and worker["host"] == socket.gethostname()
     assert worker["jobs_done"] >= 0 and worker["seen_seconds_ago"] < 60
 

@@ -404,12 +404,13 @@ def test_audio_copy_of_a_job_without_audio_is_none_and_leaves_no_folder(backend,
     url, folder = backend
     copies = tmp_path / "copies"
     runner = BatchRunner(None, Settings(data_dir=folder, batch_workers=0, job_store=url), audio_copies=copies)
-    (bad,) = runner.store.add(A, "b", [new("bad.wav", error="not audio")])
-    (good,) = runner.store.add(A, "b", [new("talk.wav")])
+    token = runner.tokens.issue()  # the runner accepts only tokens it issued
+    (bad,) = runner.store.add(session_key(token), "b", [new("bad.wav", error="not audio")])
+    (good,) = runner.store.add(session_key(token), "b", [new("talk.wav")])
     runner.spool.write(good.id, np.zeros(1600, dtype=np.float32))
-    assert runner.audio_copy("token-a", bad.id) is None
+    assert runner.audio_copy(token, bad.id) is None
     assert not copies.exists() or list(copies.iterdir()) == []
-    copy = runner.audio_copy("token-a", good.id)
+    copy = runner.audio_copy(token, good.id)
     assert copy == copies / good.id / "talk.flac" and copy.read_bytes() == runner.spool.get_bytes(good.id)
 
 
@@ -421,25 +422,27 @@ def test_audio_copies_go_with_their_job_deleted_expired_or_gone(backend, tmp_pat
     settings = Settings(data_dir=folder, batch_workers=0, job_store=url, job_ttl_hours=1.0)
     runner = BatchRunner(None, settings, audio_copies=copies)
     silence = np.zeros(1600, dtype=np.float32)
-    jobs = runner.store.add(A, "b", [new(f"{n}.wav") for n in ("one", "two", "three", "four")])
+    token = runner.tokens.issue()
+    session = session_key(token)
+    jobs = runner.store.add(session, "b", [new(f"{n}.wav") for n in ("one", "two", "three", "four")])
     for job in jobs:
         runner.spool.write(job.id, silence)
-        assert runner.audio_copy("token-a", job.id).is_file()
+        assert runner.audio_copy(token, job.id).is_file()
     one, two, three, four = jobs
-    runner.delete("token-a", one.id)
+    runner.delete(token, one.id)
     assert not (copies / one.id).exists() and (copies / two.id).is_dir()
-    runner.store.delete(A, two.id)  # as another app would: this runner never hears of it
+    runner.store.delete(session, two.id)  # as another app would: this runner never hears of it
     now = time.time()
     runner.sweep(now=now)  # too recent to be taken for an orphan
     assert (copies / two.id).is_dir()
     expired, _ = runner.sweep(now=now + 2 * 3600)  # past the TTL and the copies' grace
     assert set(expired) == {three.id, four.id}
     assert list(copies.iterdir()) == []
-    more = runner.store.add(A, "c", [new("five.wav"), new("six.wav")])
+    more = runner.store.add(session, "c", [new("five.wav"), new("six.wav")])
     for job in more:
         runner.spool.write(job.id, silence)
-        runner.audio_copy("token-a", job.id)
-    assert runner.delete_all("token-a") == 2 and list(copies.iterdir()) == []
+        runner.audio_copy(token, job.id)
+    assert runner.delete_all(token) == 2 and list(copies.iterdir()) == []
 
 
 def test_job_store_setting_opens_that_store(backend):

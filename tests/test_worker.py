@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = "faster-whisper/tiny.en"
 OPTIONS = TranscribeOptions(language="en", beam_size=1)
 LEASE, BEAT = 6.0, 1.0  # seconds: a killed worker's jobs come back within 1.5 leases
+SECRET = "shared-session-secret-" + "s" * 16  # apps sharing a store share it (README); workers need none
+ADMIN = "admin-token-" + "a" * 16
 COMPLETED = re.compile(r"job (\S+) \S+ completed in ")
 T = TypeVar("T")
 
@@ -138,7 +140,8 @@ def test_two_workers_and_two_apps_share_one_store_and_run_a_batch_exactly_once(
     url = store_url(redis_url, "share")
     store, _ = open_store(url, tmp_path)
     workers = [start_worker(url), start_worker(url)]
-    env = dict(JOB_STORE=url, BATCH_WORKERS=0, JOB_LEASE_SECONDS=LEASE, WORKER_BEAT_SECONDS=BEAT)
+    env = dict(JOB_STORE=url, BATCH_WORKERS=0, JOB_LEASE_SECONDS=LEASE, WORKER_BEAT_SECONDS=BEAT,
+               SESSION_SECRET=SECRET, ADMIN_TOKEN=ADMIN)  # fmt: skip
     apps = []
     try:
         for n in range(2):
@@ -151,7 +154,7 @@ def test_two_workers_and_two_apps_share_one_store_and_run_a_batch_exactly_once(
         # Each worker reports its count just after recording its last job.
         registry = wait_for(lambda: (r := store.workers(3 * BEAT)) and sum(w.jobs_done for w in r) == 50 and r, 10,
                             "the workers to report 50 jobs done")  # fmt: skip
-        health = second.predict(api_name="/health")  # what either app shows of the workers
+        health = second.predict(ADMIN, api_name="/health")["detail"]  # what either app shows its admin of the workers
     finally:
         for app in apps:
             app.stop()

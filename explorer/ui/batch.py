@@ -1,11 +1,15 @@
 """Batch tab: many files, durable jobs with live progress, per-job detail, exports.
 
 The browser keeps its session token in localStorage (gr.BrowserState), so a reload or a closed
-tab finds the same jobs; API clients get the token from /submit_batch and pass it back.
+tab finds the same jobs; API clients get the token from /submit_batch and pass it back. Only
+tokens this server issued are accepted; a browser holding any other (one from before tokens were
+signed) starts a fresh session. Watchers are async (no thread held while they wait) and bounded
+per session and in all; the job endpoints share one concurrency group (JOB_API_CONCURRENCY).
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from pathlib import Path
@@ -16,12 +20,16 @@ import pandas as pd
 from explorer.batch import BatchRunner, JobError, finished, job_row
 from explorer.jobs import Job
 from explorer.service import ModelService
+from explorer.sessions import LimitReached, SessionSlots
 from explorer.ui.widgets import language_choices, make_options, model_choices, reachable_workers, user_error, warnings_markdown, worker_records
 from explorer.ui.widgets import output_folder
 
 TABLE_COLUMNS = ["file", "status", "model", "audio_seconds", "rtfx", "seconds", "batch_size", "error", "id", "environment"]
-WORKER_COLUMNS = ["worker", "host", "pid", "models_loaded", "jobs_done", "running", "up_seconds", "seen_seconds_ago"]
+WORKER_COLUMNS = ["worker", "models_loaded", "jobs_done", "running", "up_seconds", "seen_seconds_ago"]
 WATCH_SECONDS = 0.5
+# A watcher repeats its last update this often while nothing changes: Gradio notices a client that
+# left only when a generator yields, and only then closes it (and its watcher slot is given back).
+WATCH_KEEPALIVE_SECONDS = 2.0
 EMPTY_TABLE = pd.DataFrame(columns=TABLE_COLUMNS)
 
 
@@ -64,7 +72,14 @@ def progress_markdown(counts: dict[str, int]) -> str:
 
 
 def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
-    errors = (JobError, PermissionError, KeyError, ValueError)
+    errors = (JobError, PermissionError, KeyError, ValueError, LimitReached)
+    watchers = SessionSlots(settings.max_watchers_per_session, settings.max_watchers)
+    page = settings.max_job_rows
+    job_api = {"concurrency_id": "job-api", "concurrency_limit": settings.job_api_concurrency}
+
+    def own_token(token: str) -> str:
+        """The browser's token if this server issued it, else "" (a fresh session, not an error)."""
+        return token if runner.tokens.valid(token) else ""
 
     # -- API and UI handlers (token as a plain string) ---------------------------------------
     def submit_batch(files, model, language, task, beam_size, word_timestamps, vad_filter, token, progress=gr.Progress()):
@@ -77,29 +92,46 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
             raise user_error(exc) from exc
         return {"token": sub.token, "batch": sub.batch, "jobs": [job_row(j) for j in sub.jobs]}
 
-    def watch_batch(token, batch, progress=gr.Progress()):
-        """Progress of a batch until every job has finished: yields {"counts", "jobs"} as it changes."""
-        last = None
-        while True:
-            try:
-                counts, jobs = runner.counts(token, batch), runner.jobs(token, batch)
-            except errors as exc:
-                raise user_error(exc) from exc
-            done = counts["completed"] + counts["failed"] + counts["cancelled"]
-            progress((done, sum(counts.values())), desc="batch", unit="files")
-            if counts != last:
-                last = counts
-                yield {"counts": counts, "jobs": [job_row(j) for j in jobs]}
-            if finished(counts) or not sum(counts.values()):
-                return
-            time.sleep(WATCH_SECONDS)
+    def read_batch(token, batch):
+        return runner.counts(token, batch), runner.jobs(token, batch)
 
-    def list_jobs(token: str, batch: str = "") -> dict:
-        """This session's jobs (optionally one batch's), oldest first, with counts by status."""
+    async def watch_batch(token, batch, progress=gr.Progress()):
+        """Progress of a batch until every job has finished: yields {"counts", "jobs"} as it changes,
+        and again every 2 s while it does not (the first MAX_JOB_ROWS jobs). A session may watch
+        MAX_WATCHERS_PER_SESSION batches at once."""
         try:
-            return {"counts": runner.counts(token, batch), "jobs": [job_row(j) for j in runner.jobs(token, batch)]}
+            session = runner.session_key(token)  # a forged token is refused before anything is held
+            watchers.acquire(session)
         except errors as exc:
             raise user_error(exc) from exc
+        try:  # released however the watch ends: finished, failed, or cancelled when the client left
+            last, sent = None, 0.0
+            while True:
+                try:
+                    counts, jobs = await asyncio.to_thread(read_batch, token, batch)
+                except errors as exc:
+                    raise user_error(exc) from exc
+                done = counts["completed"] + counts["failed"] + counts["cancelled"]
+                progress((done, sum(counts.values())), desc="batch", unit="files")
+                if counts != last or time.monotonic() - sent >= WATCH_KEEPALIVE_SECONDS:
+                    last, sent = counts, time.monotonic()
+                    yield {"counts": counts, "jobs": [job_row(j) for j in jobs[:page]]}
+                if finished(counts) or not sum(counts.values()):
+                    return
+                await asyncio.sleep(WATCH_SECONDS)
+        finally:
+            watchers.release(session)
+
+    def list_jobs(token: str, batch: str = "", offset: int = 0) -> dict:
+        """This session's jobs (optionally one batch's), oldest first, with counts by status: at most
+        MAX_JOB_ROWS of them from `offset` ("total" says how many there are)."""
+        try:
+            counts, jobs = read_batch(token, batch)
+        except errors as exc:
+            raise user_error(exc) from exc
+        offset = max(0, int(offset or 0))
+        rows = [job_row(j) for j in jobs[offset : offset + page]]
+        return {"counts": counts, "jobs": rows, "total": len(jobs), "offset": offset}
 
     def get_job(token, job_id):
         """One job in full (transcript, segments, metrics) and its audio."""
@@ -205,25 +237,26 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
             return problem[0].upper() + problem[1:] + ".", pd.DataFrame(columns=WORKER_COLUMNS)
         store = "a shared store" if runner.store.shared else "this server's SQLite store"
         note = f"{len(workers)} worker(s) on {store}" + ("" if workers else ": submitted jobs wait until one starts")
-        return note, pd.DataFrame(worker_records(workers, time.time()), columns=WORKER_COLUMNS)
+        return note, pd.DataFrame(worker_records(workers, time.time(), detail=False), columns=WORKER_COLUMNS)
 
     def refresh(token):
+        token = own_token(token)
         if not token:
             return "No jobs in this session yet.", jobs_frame([])
         try:
-            return progress_markdown(runner.counts(token)), jobs_frame(runner.jobs(token))
+            return progress_markdown(runner.counts(token)), jobs_frame(runner.jobs(token)[:page])
         except errors as exc:
             raise user_error(exc) from exc
 
     def ui_submit(files, folder, model, language, task, beam_size, word_timestamps, vad_filter, token, progress=gr.Progress()):
         chosen = list(files or []) + [f for f in folder or [] if Path(f).is_file()]
-        out = submit_batch(chosen, model, language, task, beam_size, word_timestamps, vad_filter, token, progress)
+        out = submit_batch(chosen, model, language, task, beam_size, word_timestamps, vad_filter, own_token(token), progress)
         return out["token"], out["batch"], None, None
 
-    def ui_watch(token, batch, rows, progress=gr.Progress()):
+    async def ui_watch(token, batch, rows, progress=gr.Progress()):
         """This batch's progress and the session's table while it runs (row-count workaround as in resize)."""
-        for update in watch_batch(token, batch, progress):
-            frame = jobs_frame(runner.jobs(token))
+        async for update in watch_batch(token, batch, progress):
+            frame = jobs_frame((await asyncio.to_thread(runner.jobs, token))[:page])
             if len(frame) != rows:
                 yield gr.skip(), frame.iloc[:0], len(frame)
             rows = len(frame)
@@ -232,7 +265,8 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
     def resize(token, rows):
         """Gradio 6.17 keeps a Dataframe's rendered row count from its first non-empty value
         (gradio-app/gradio#13611): when the number of jobs changes, empty the table first."""
-        n = len(runner.jobs(token)) if token else 0
+        token = own_token(token)
+        n = min(len(runner.jobs(token)), page) if token else 0
         return (EMPTY_TABLE, n) if n != rows else (gr.skip(), rows)
 
     def ui_open(token, job_id):
@@ -265,14 +299,14 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         show_workers, None, [workers_note, workers_table], queue=False, **private
     )
     table.select(on_select, table, job_id, queue=False, **private)
-    open_job.click(ui_open, [token, job_id], [detail, player, transcript, warnings_note, segments], **private)
-    cancel_button.click(lambda t, j: cancel_job(t, j) and None, [token, job_id], None, **private).then(refresh, token, [status, table], **private)
-    delete_button.click(lambda t, j: delete_job(t, j) and None, [token, job_id], None, **private).then(refresh, token, [status, table], **private)
+    open_job.click(ui_open, [token, job_id], [detail, player, transcript, warnings_note, segments], **job_api, **private)
+    cancel_button.click(lambda t, j: cancel_job(t, j) and None, [token, job_id], None, **job_api, **private).then(refresh, token, [status, table], **private)
+    delete_button.click(lambda t, j: delete_job(t, j) and None, [token, job_id], None, **job_api, **private).then(refresh, token, [status, table], **private)
     resubmit_button.click(
-        lambda t, j, m: resubmit(t, j, m or "")["id"], [token, job_id, other_model], job_id, **private
+        lambda t, j, m: resubmit(t, j, m or "")["id"], [token, job_id, other_model], job_id, **job_api, **private
     ).then(refresh, token, [status, table], **private)
-    delete_all.click(lambda t: delete_job(t, "*") and None, token, None, **private).then(refresh, token, [status, table], **private)
-    export.click(lambda t: export_jobs(t, ""), token, exports, **private)
+    delete_all.click(lambda t: delete_job(t, "*") and None, token, None, **job_api, **private).then(refresh, token, [status, table], **private)
+    export.click(lambda t: export_jobs(t, ""), token, exports, **job_api, **private)
 
     # -- API endpoints (token and ids as plain parameters) -------------------------------------
     api_token, api_batch, api_job = gr.Textbox(visible=False), gr.Textbox(visible=False), gr.Textbox(visible=False)
@@ -281,16 +315,18 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         submit_batch, [api_files, model, language, task, beam_size, word_timestamps, vad_filter, api_token],
         gr.JSON(visible=False), api_name="submit_batch", concurrency_id="batch-submit", concurrency_limit=2,
     )  # fmt: skip
+    # Watchers are async and hold no thread while they wait: SessionSlots bounds them, not the queue.
     gr.Button(visible=False).click(
         watch_batch, [api_token, api_batch], gr.JSON(visible=False), api_name="watch_batch", concurrency_limit=None
     )
     gr.Button(visible=False).click(
-        get_job, [api_token, api_job], [gr.JSON(visible=False), gr.Audio(visible=False, type="filepath")], api_name="job"
-    )
+        get_job, [api_token, api_job], [gr.JSON(visible=False), gr.Audio(visible=False, type="filepath")],
+        api_name="job", **job_api,
+    )  # fmt: skip
     gr.Button(visible=False).click(
-        export_jobs, [api_token, api_batch], gr.File(file_count="multiple", visible=False), api_name="export_jobs"
+        export_jobs, [api_token, api_batch], gr.File(file_count="multiple", visible=False), api_name="export_jobs", **job_api
     )
-    gr.api(list_jobs, api_name="jobs", concurrency_limit=None)
-    gr.api(cancel_job, api_name="cancel_job", concurrency_limit=None)
-    gr.api(delete_job, api_name="delete_job", concurrency_limit=None)
-    gr.api(resubmit, api_name="resubmit", concurrency_limit=None)
+    gr.api(list_jobs, api_name="jobs", **job_api)
+    gr.api(cancel_job, api_name="cancel_job", **job_api)
+    gr.api(delete_job, api_name="delete_job", **job_api)
+    gr.api(resubmit, api_name="resubmit", **job_api)

@@ -1,8 +1,14 @@
-"""Models tab: the catalog with each model's availability; /models and /health for API clients."""
+"""Models tab: the catalog with each model's availability; /models and /health for API clients.
+
+/health answers anyone with status and counts; worker hosts and pids, loaded models' detail and
+failure reasons only to a request carrying ADMIN_TOKEN (``health(admin_token)``).
+"""
 
 from __future__ import annotations
 
+import hmac
 import time
+from typing import Optional
 
 import gradio as gr
 import pandas as pd
@@ -19,21 +25,39 @@ def catalog_frame(service: ModelService) -> pd.DataFrame:
     return pd.DataFrame(service.models())[COLUMNS]
 
 
+def is_admin(admin_token: Optional[str], given: str) -> bool:
+    """Whether a request carries ADMIN_TOKEN (never when it is unset; a constant-time comparison)."""
+    return bool(admin_token) and hmac.compare_digest((given or "").strip().encode(), admin_token.encode())
+
+
 def build_models(service: ModelService, runner: BatchRunner) -> None:
+    settings = runner.settings
+
     def models() -> list[dict]:
         """Every model the explorer knows, with its availability (ready, downloadable, unavailable) and why."""
         return service.models()
 
-    def health() -> dict:
-        """Server status, loaded models, models that failed to load (with the reason), and the batch
-        workers taking jobs from this server's job store (host, models loaded, jobs done)."""
+    def health(admin_token: str = "") -> dict:
+        """Server status and counts: models by availability, loaded and failed models, batch workers
+        and the jobs they run. With admin_token equal to the server's ADMIN_TOKEN, "detail" adds
+        each loaded model, each failure's reason and each worker (host, pid, models, jobs done)."""
         workers, problem = reachable_workers(runner)
-        return {
-            **service.health(),
-            "job_store": store_kind(runner.settings.job_store),
+        status = service.health()
+        public = {
+            "status": status["status"],
+            "hub_online": status["hub_online"],
+            "availability": status["availability"],
+            "loaded_models": len(status["loaded_models"]),
+            "failed_models": len(status["failed_models"]),
+            "num_workers": status["num_workers"],
             "job_store_problem": problem,
-            "workers": worker_records(workers, time.time()),
+            "workers": len(workers),
+            "jobs_running": sum(len(r.job_ids) for w in workers for r in w.current),
         }
+        if not is_admin(settings.admin_token, admin_token):
+            return public
+        detail = {**status, "job_store": store_kind(settings.job_store), "workers": worker_records(workers, time.time())}
+        return {**public, "detail": detail}
 
     gr.Markdown(
         "Availability is computed at start: **ready** (weights on this machine), **downloadable** "

@@ -271,15 +271,16 @@ def running_summary(current: Sequence[Running]) -> str:
     return "; ".join(f"{model} ({len(ids)} job{'s' if len(ids) > 1 else ''})" for model, ids in current)
 
 
-def worker_records(workers: list[WorkerInfo], now: float) -> list[dict]:
-    """Each worker taking jobs from this store (this app's own and standalone ones, any host)."""
+def worker_records(workers: list[WorkerInfo], now: float, detail: bool = True) -> list[dict]:
+    """Each worker taking jobs from this store (this app's own and standalone ones, any host).
+    Without `detail` (what anyone may see), a worker is a number: no id, host or pid."""
     return [
         {
-            "worker": w.id, "host": w.host, "pid": w.pid, "models_loaded": ", ".join(w.models), "jobs_done": w.jobs_done,
-            "running": running_summary(w.current), "up_seconds": round(now - w.started_at),
-            "seen_seconds_ago": round(now - w.last_seen, 1),
+            **({"worker": w.id, "host": w.host, "pid": w.pid} if detail else {"worker": f"#{n}"}),
+            "models_loaded": ", ".join(w.models), "jobs_done": w.jobs_done, "running": running_summary(w.current),
+            "up_seconds": round(now - w.started_at), "seen_seconds_ago": round(now - w.last_seen, 1),
         }
-        for w in workers
+        for n, w in enumerate(workers, 1)
     ]  # fmt: skip
 
 
