@@ -14,7 +14,7 @@ from explorer.audio import Audio
 from explorer.scoring import score
 from explorer.simulate import StreamReport, simulate_stream
 from explorer.types import TranscribeOptions
-from tests.conftest import ROOT
+from tests.conftest import ADMIN_TOKEN, ROOT
 
 MODEL = "faster-whisper/tiny.en"
 OPTIONS = TranscribeOptions(language="en")
@@ -147,7 +147,8 @@ def test_a_cancelled_stream_stops_its_model_calls_and_the_server_keeps_serving(a
     client = app.client()
 
     def runs() -> int:
-        return sum(m["runs"] for m in client.predict(api_name="/health")["loaded_models"])
+        detail = client.predict(ADMIN_TOKEN, api_name="/health")["detail"]  # runs per model: admin detail
+        return sum(m["runs"] for m in detail["loaded_models"])
 
     job = client.submit(handle_file(str(clips[0].path)), MODEL, "en", 1.0, api_name="/simulate_stream")  # 7.1 s
     while sum(isinstance(u[0], str) for u in job.outputs()) < 2:  # two passes in (not the waits' skips)
