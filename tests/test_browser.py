@@ -4,7 +4,6 @@ tests see the WASM path; the WebGPU path is chosen only with a real adapter (che
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 

@@ -10,7 +10,6 @@ import sys
 import pandas as pd
 import pytest
 from gradio_client import handle_file
-from pathlib import Path
 
 import numpy as np
 
