@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Optional, Sequence
 
-
 from explorer import catalog, environment, gpu, metrics, vad
 from explorer.audio import Audio, AudioSource, load_audio
 from explorer.config import Settings
