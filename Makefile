@@ -51,6 +51,7 @@ test: setup
 bench: setup
 	$(PY) bench/bench_transcribe.py
 	$(PY) bench/bench_batch.py
+	$(PY) bench/bench_priority.py
 	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_workers.py
 
