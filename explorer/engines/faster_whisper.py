@@ -104,8 +104,8 @@ class FasterWhisperEngine:
 class _SteppedEncoder:
     """A WhisperModel for BatchedInferencePipeline whose encode() calls `between_steps` before
     each model step: before each file's encoding on CPU (the encoder outputs are then joined into
-    the batch's), or once before the whole group's on a GPU (where batching the encoder pays).
-    Everything else is the model's own."""
+    the group's), or once before the whole group's on a GPU (where batching the encoder pays), and
+    before the group's decoding. Everything else is the model's own."""
 
     def __init__(self, model, between_steps: Callable[[], None]):
         self._model = model
@@ -119,12 +119,15 @@ class _SteppedEncoder:
 
         if self._model.model.device != "cpu":
             self._between_steps()
-            return self._model.encode(features)
-        encoded = []
-        for one in features:
-            self._between_steps()
-            encoded.append(np.asarray(self._model.encode(one)))
-        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(encoded)))
+            encoded = self._model.encode(features)
+        else:
+            parts = []
+            for one in features:
+                self._between_steps()
+                parts.append(np.asarray(self._model.encode(one)))
+            encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(parts)))
+        self._between_steps()  # the group's decoding, which follows, is a step of its own
+        return encoded
 
 
 def load(spec, weights: str, runtime: Runtime) -> FasterWhisperEngine:
