@@ -13,6 +13,8 @@ BATCH_STEP_FILES value (0: one call per batch, as before steps existed):
 - the batch again with interactive requests arriving throughout (one at a time, 0.2-0.6 s apart):
   their median and worst latency, and the part of it that is not the model's own processing
   (the wait for the device slot, decoding, checks). Ratio = median during / median idle.
+Then the batched model calls alone (ModelService.transcribe_batch, no store, no requests), the
+settings taking turns for `--rounds` rounds: the throughput comparison least moved by other load.
 Every row comes from one run on one machine.
 """
 
@@ -27,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -172,12 +174,38 @@ def measure(target, files: list[Path], short: Path, idle_n: int, seed: int) -> d
     return {"idle": idle, "alone": alone, "during": during, "probes": probes}
 
 
+def interleaved_throughput(models_dir: Path, files: list[Path], steps: list[int], rounds: int) -> pd.DataFrame:
+    """Batch throughput of the model calls alone (ModelService.transcribe_batch on groups of 8, no
+    store, no interactive load), the settings taking turns round by round so that a load that
+    drifts (other processes on the machine) weighs on each alike; medians over the rounds."""
+    service = ModelService(Settings(models_dir=models_dir, offline=True), online=False)
+    audios = [service.decode(p) for p in files]
+    audio_seconds = sum(a.duration for a in audios)
+    service.transcribe_batch(TINY, audios[:2], OPTIONS)  # loads the model
+    seconds: dict[int, list[float]] = {n: [] for n in steps}
+    for _ in range(rounds):
+        for n in steps:
+            service.settings = replace(service.settings, batch_step_files=n)
+            start = time.perf_counter()
+            for i in range(0, len(audios), 8):
+                service.transcribe_batch(TINY, audios[i : i + 8], OPTIONS)
+            seconds[n].append(time.perf_counter() - start)
+    first = statistics.median(seconds[steps[0]])
+    return pd.DataFrame([
+        {"BATCH_STEP_FILES": f"{n} (one call)" if n == 0 else n, "model calls, audio s/s":
+         audio_seconds / statistics.median(seconds[n]), "vs first row": first / statistics.median(seconds[n]),
+         "rounds (s)": " ".join(f"{x:.1f}" for x in seconds[n])}
+        for n in steps
+    ])  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--idle", type=int, default=7, help="interactive requests timed idle")
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 4], help="BATCH_STEP_FILES values (0: one call)")
     parser.add_argument("--via", choices=["app", "service"], default="app", help="through the app, or in process")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the interleaved throughput table (0: none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -189,6 +217,7 @@ def main() -> None:
         load_before = os.getloadavg()
         kind = ThroughApp if args.via == "app" else InProcess
         runs = {n: measure(kind(models_dir, tmp / f"data{n}", n), files, short, args.idle, n) for n in args.steps}
+        throughput = interleaved_throughput(models_dir, files, args.steps, args.rounds) if args.rounds else None
         load_after = os.getloadavg()
     base = runs[args.steps[0]]
     rows = []
@@ -215,6 +244,9 @@ def main() -> None:
           f"{sf.info(short).duration:.2f} s clip; {platform.machine()}, {os.cpu_count()} cores; "
           f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after\n")  # fmt: skip
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"))
+    if throughput is not None:
+        print(f"\nThe model calls alone, settings taking turns ({args.rounds} rounds, median):\n")
+        print(throughput.to_markdown(index=False, floatfmt=".2f"))
 
 
 if __name__ == "__main__":
