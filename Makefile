@@ -55,6 +55,7 @@ SOAK_MINUTES ?= 10
 bench: setup
 	$(PY) bench/bench_transcribe.py
 	$(PY) bench/bench_batch.py
+	$(PY) bench/bench_priority.py
 	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_workers.py
 	$(PY) bench/bench_openai.py

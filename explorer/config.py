@@ -110,6 +110,9 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)  # the job store and its audio spool
     batch_workers: int = 1  # threads taking batch jobs (each also needs a device slot)
     batch_size: int = 8  # files per batched model call (faster-whisper, files up to 30 s)
+    # A batched call runs in steps (each file encoded alone, then decoded this many at a time),
+    # and an interactive request that waits gets the device slot between two steps; 0: one step.
+    batch_step_files: int = 4
     job_ttl_hours: float = 24.0
     # Files the app hands out (downloads, exports, a job's audio for the player) and uploads live
     # in Gradio's cache this long; Gradio's delete_cache removes them.
@@ -185,6 +188,7 @@ class Settings:
             data_dir=Path(env["DATA_DIR"]) if env.get("DATA_DIR") else default_data_dir(),
             batch_workers=_int(env, "BATCH_WORKERS", cls.batch_workers),
             batch_size=_int(env, "BATCH_SIZE", cls.batch_size),
+            batch_step_files=_int(env, "BATCH_STEP_FILES", cls.batch_step_files),
             job_ttl_hours=_float(env, "JOB_TTL_HOURS", cls.job_ttl_hours),
             output_ttl_minutes=_float(env, "OUTPUT_TTL_MINUTES", cls.output_ttl_minutes),
             sweep_interval_seconds=_float(env, "SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
@@ -205,6 +209,8 @@ class Settings:
             raise ValueError("NUM_WORKERS must be at least 1")
         if self.batch_workers < 0 or self.batch_size < 1:
             raise ValueError("BATCH_WORKERS must be at least 0 and BATCH_SIZE at least 1")
+        if self.batch_step_files < 0:
+            raise ValueError("BATCH_STEP_FILES must be 0 (one step per batched call) or more")
         if self.ray_actors < 0:
             raise ValueError("RAY_ACTORS must be 0 (automatic) or more")
         if self.job_ttl_hours <= 0 or self.sweep_interval_seconds <= 0:

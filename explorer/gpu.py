@@ -23,7 +23,7 @@ import itertools
 import math
 import threading
 from dataclasses import dataclass, replace
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -127,7 +127,8 @@ def _duration(ref: EngineRef, samples: np.ndarray, options: TranscribeOptions) -
     return gpu_seconds(ref.engine, len(samples) / SAMPLE_RATE, options.beam_size, ref.max_seconds)
 
 
-def _batch_duration(ref: EngineRef, batch: list[np.ndarray], options: TranscribeOptions) -> int:
+def _batch_duration(ref: EngineRef, batch: list[np.ndarray], options: TranscribeOptions, step_files: int = 0,
+                    between_steps: Optional[Callable[[], None]] = None) -> int:
     return gpu_seconds(ref.engine, sum(len(s) for s in batch) / SAMPLE_RATE, options.beam_size, ref.max_seconds)
 
 
@@ -135,8 +136,11 @@ def _run_engine(ref: EngineRef, samples: np.ndarray, options: TranscribeOptions)
     yield from _engine(ref).transcribe(samples, options)
 
 
-def _run_engine_batch(ref: EngineRef, batch: list[np.ndarray], options: TranscribeOptions) -> list:
-    return _engine(ref).transcribe_batch(batch, options)
+def _run_engine_batch(ref: EngineRef, batch: list[np.ndarray], options: TranscribeOptions, step_files: int = 0,
+                      between_steps: Optional[Callable[[], None]] = None) -> list:
+    """step_files/between_steps: the batch's steps, between which the caller's device slot may go
+    to an interactive request (off ZeroGPU only: a callback does not pickle)."""
+    return _engine(ref).transcribe_batch(batch, options, step_files, between_steps)
 
 
 try:  # On a ZeroGPU Space this borrows a GPU for each call; elsewhere spaces.GPU is a no-op.

@@ -64,8 +64,9 @@ class LoadedModel:
 
 class DeviceSlots:
     """At most NUM_WORKERS model runs at once, shared by interactive requests and batch workers;
-    a batch worker waits while any interactive request waits, so a big batch never starves the
-    UI: an interactive request waits at most for the batch call already running."""
+    a batch worker waits while any interactive request waits, and hands its slot over between the
+    steps of a batched call (``hand_over``), so a big batch never starves the UI: an interactive
+    request waits at most for the step already running."""
 
     def __init__(self, slots: int):
         self._cond = threading.Condition()
@@ -88,6 +89,33 @@ class DeviceSlots:
             with self._cond:
                 self._free += 1
                 self._cond.notify_all()
+
+    @property
+    def interactive_waiting(self) -> int:
+        with self._cond:
+            return self._interactive_waiting
+
+    def hand_over(self) -> float:
+        """For batch work holding a slot, between two steps: if an interactive request waits, let
+        it have the slot, and take one back once no interactive request waits. Returns the
+        seconds spent without the slot (0 when nobody waited)."""
+        with self._cond:
+            if not self._interactive_waiting:
+                return 0.0
+            start = time.perf_counter()
+            self._free += 1
+            self._cond.notify_all()
+            while self._free == 0 or self._interactive_waiting:
+                self._cond.wait()
+            self._free -= 1
+            return time.perf_counter() - start
+
+
+def step_sizes(files: int, step_files: int) -> list[int]:
+    """The decoder batch each of `files` files is in when a batched call decodes them
+    `step_files` at a time, in order (0: all in one)."""
+    step = step_files if step_files > 0 else files
+    return [min(step, files - i // step * step) for i in range(files)]
 
 
 class TimedRun:
@@ -473,17 +501,31 @@ class ModelService:
                 together = [i for i, a in enumerate(audios) if self.batchable(model.engine, a, options)]
                 results: dict[int, Transcription] = {}
                 if len(together) > 1:
+                    # Between the call's steps the slot goes to any interactive request that waits:
+                    # that time is not this call's, and leaves its processing time.
+                    handed_over = [0.0]
+
+                    def between_steps() -> None:
+                        handed_over[0] += self.slots.hand_over()
+
+                    step_files = self.settings.batch_step_files
                     start = time.perf_counter()
-                    batch = gpu.run_engine_batch(model.ref, [audios[i].samples for i in together], options)
-                    seconds = metrics.batch_shares([audios[i].duration for i in together], time.perf_counter() - start)
-                    for i, segments, share in zip(together, batch, seconds):
+                    if model.ref.load_in_call:  # ZeroGPU: a callback cannot cross into the GPU worker; one call
+                        step_files, between_steps = 0, None
+                    batch = gpu.run_engine_batch(
+                        model.ref, [audios[i].samples for i in together], options, step_files, between_steps
+                    )
+                    took = time.perf_counter() - start - handed_over[0]
+                    seconds = metrics.batch_shares([audios[i].duration for i in together], took)
+                    sizes = step_sizes(len(together), step_files)
+                    for i, segments, share, size in zip(together, batch, seconds, sizes):
                         results[i] = Transcription(
                             model=key,
                             text="".join(s.text for s in segments).strip(),
                             segments=tuple(segments),
                             language=options.language or spec.languages[0],
                             options=options,
-                            metrics=metrics.compute([], "segment", audios[i].duration, share, load_seconds, len(together)),
+                            metrics=metrics.compute([], "segment", audios[i].duration, share, load_seconds, size),
                             warnings=tuple(audios[i].warnings) + tuple(warnings),
                             environment=model.environment,
                         )

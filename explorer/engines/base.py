@@ -59,5 +59,6 @@ class Engine(Protocol):
         ...
 
     # Optional, for batch jobs (faster-whisper has it): `batch_window_seconds`,
-    # `can_batch(options) -> bool` and `transcribe_batch(audios, options) -> list[list[Segment]]`
-    # decode several short files in one batched call; the service uses them when present.
+    # `can_batch(options) -> bool` and `transcribe_batch(audios, options, step_files,
+    # between_steps) -> list[list[Segment]]` decode several short files in one batched call, in
+    # steps (calling between_steps() before each) when step_files > 0; the service uses them when present.

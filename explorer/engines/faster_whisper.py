@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -49,19 +49,32 @@ class FasterWhisperEngine:
         """A batch decodes with one language: it must be known (or the model English-only)."""
         return self.english_only or options.language is not None
 
-    def transcribe_batch(self, audios: Sequence[np.ndarray], options: TranscribeOptions) -> list[list[Segment]]:
+    def transcribe_batch(
+        self,
+        audios: Sequence[np.ndarray],
+        options: TranscribeOptions,
+        step_files: int = 0,
+        between_steps: Optional[Callable[[], None]] = None,
+    ) -> list[list[Segment]]:
         """Several short files in one batched generate call (cross-file batching).
 
         The files are laid end to end and each one is named as a clip, so BatchedInferencePipeline
         computes their features separately and decodes them as one batch; its `seek` (the clip's
         start in frames) says which file a segment belongs to. Each file is decoded whole, as one
         window: callers pass only files of at most `batch_window_seconds`.
+
+        With `step_files` > 0 the call runs in steps, calling `between_steps` before each: on CPU
+        every file is encoded alone (one step each: batching gains nothing there, the encoder's
+        cost grows with the files), and the files are decoded `step_files` at a time (one step per
+        group: the decoder is where batching pays). Every file is padded to one 30 s window either
+        way, so each file's words are those of the one-call batch.
         """
         from faster_whisper import BatchedInferencePipeline
 
         starts = np.cumsum([0] + [len(a) for a in audios[:-1]])
         clips = [{"start": s / SAMPLE_RATE, "end": (s + len(a)) / SAMPLE_RATE} for s, a in zip(starts, audios)]
-        segments, _ = BatchedInferencePipeline(self.model).transcribe(
+        model = _SteppedEncoder(self.model, between_steps) if step_files > 0 and between_steps else self.model
+        segments, _ = BatchedInferencePipeline(model).transcribe(
             np.concatenate(audios),
             language="en" if self.english_only else options.language,
             task="transcribe" if self.english_only else options.task,
@@ -70,7 +83,7 @@ class FasterWhisperEngine:
             vad_filter=False,
             clip_timestamps=clips,
             initial_prompt=options.prompt or None,
-            batch_size=len(audios),
+            batch_size=step_files if step_files > 0 else len(audios),
             without_timestamps=False,
         )
         # The same arithmetic as faster-whisper's seek: seconds -> samples -> seconds -> frames.
@@ -86,6 +99,35 @@ class FasterWhisperEngine:
 
     def close(self) -> None:
         del self.model
+
+
+class _SteppedEncoder:
+    """A WhisperModel for BatchedInferencePipeline whose encode() calls `between_steps` before
+    each model step: before each file's encoding on CPU (the encoder outputs are then joined into
+    the group's), or once before the whole group's on a GPU (where batching the encoder pays), and
+    before the group's decoding. Everything else is the model's own."""
+
+    def __init__(self, model, between_steps: Callable[[], None]):
+        self._model = model
+        self._between_steps = between_steps
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def encode(self, features: np.ndarray):
+        import ctranslate2
+
+        if self._model.model.device != "cpu":
+            self._between_steps()
+            encoded = self._model.encode(features)
+        else:
+            parts = []
+            for one in features:
+                self._between_steps()
+                parts.append(np.asarray(self._model.encode(one)))
+            encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(parts)))
+        self._between_steps()  # the group's decoding, which follows, is a step of its own
+        return encoded
 
 
 def load(spec, weights: str, runtime: Runtime) -> FasterWhisperEngine:
