@@ -387,7 +387,8 @@ class DistinctClips:
         clip.path.unlink(missing_ok=True)
 
 
-def start_app(models_dir: Path, folder: Path, queue_max_size: int, workers: int) -> tuple[RunningApp, list[Path]]:
+def start_app(models_dir: Path, folder: Path, queue_max_size: int, workers: int,
+              output_ttl_minutes: float = Settings.output_ttl_minutes) -> tuple[RunningApp, list[Path]]:
     """The app with its temp folders and job store in `folder`; returns it and its temp folders."""
     gradio_tmp, tmp, data = folder / "gradio-tmp", folder / "tmp", folder / "data"
     for f in (gradio_tmp, tmp, data):
@@ -400,6 +401,7 @@ def start_app(models_dir: Path, folder: Path, queue_max_size: int, workers: int)
         DATA_DIR=data,
         QUEUE_MAX_SIZE=queue_max_size,
         NUM_WORKERS=workers,
+        OUTPUT_TTL_MINUTES=output_ttl_minutes,
     )
     return app, [gradio_tmp, tmp]
 
@@ -561,7 +563,13 @@ def main() -> int:
         metavar="MINUTES",
         help="soak at the queue's capacity (after the levels if any)",
     )
-    parser.add_argument("--warmup", type=float, default=30, help="soak seconds left out of the slopes")
+    parser.add_argument(
+        "--warmup", type=float, help="soak seconds left out of the slopes (default: 30 s or 1.5 output lifetimes)"
+    )
+    parser.add_argument(
+        "--output-ttl-minutes", type=float, default=1.0,
+        help="the soak app's OUTPUT_TTL_MINUTES: uploads live this long, so the temp folders level off after it",
+    )  # fmt: skip
     parser.add_argument("--queue-max-size", type=int, default=Settings.queue_max_size, help="the app's QUEUE_MAX_SIZE")
     parser.add_argument("--workers", type=int, default=Settings.num_workers, help="the app's NUM_WORKERS")
     parser.add_argument(
@@ -602,10 +610,18 @@ def main() -> int:
             finally:
                 app.stop()
         if args.soak:
-            app, temp_folders = start_app(models_dir, tmp / "soak", args.queue_max_size, args.workers)
+            # Uploads stay OUTPUT_TTL_MINUTES (and up to a quarter more): the slopes start once the
+            # first ones have gone, when the temp folders hold a steady lifetime's worth.
+            if args.warmup is None:
+                args.warmup = max(30.0, 1.5 * args.output_ttl_minutes * 60)
+            app, temp_folders = start_app(
+                models_dir, tmp / "soak", args.queue_max_size, args.workers, args.output_ttl_minutes
+            )
             (tmp / "clients").mkdir()
             clients = args.queue_max_size + args.workers
-            log(f"soak: {clients} clients for {args.soak:g} min after {args.warmup:g} s of warm-up")
+            log(f"soak: {clients} clients for {args.soak:g} min after {args.warmup:g} s of warm-up "
+                f"(OUTPUT_TTL_MINUTES {args.output_ttl_minutes:g})")  # fmt: skip
+            report["output_ttl_minutes"] = args.output_ttl_minutes
             try:
                 report["soak"] = run_soak(
                     app, temp_folders, clients, args.soak, args.warmup, args.timeout, tmp / "clients", log
