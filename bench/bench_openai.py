@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import soundfile as sf
@@ -27,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from bench.bench_transcribe import SETTLE_SECONDS, make_long_clips  # noqa: E402
+from bench.bench_transcribe import make_long_clips, raw_tiny_en, timed_all  # noqa: E402
 from explorer import zoo  # noqa: E402
 from explorer.audio import load_audio  # noqa: E402
-from explorer.config import Settings, all_cores  # noqa: E402
+from explorer.config import Settings  # noqa: E402
 from tests.conftest import librivox_clips  # noqa: E402
 from tests.running_app import RunningApp  # noqa: E402
 
@@ -46,29 +43,11 @@ def make_short_clip(folder: Path) -> Path:
     return path
 
 
-def medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median wall time of each, run in turn after one warm-up each."""
-    runs: list[list[float]] = [[] for _ in fns]
-    for f in fns:
-        f()
-    for _ in range(repeats):
-        for f, out in zip(fns, runs):
-            time.sleep(SETTLE_SECONDS)  # the other process's OpenMP threads stop spinning first
-            start = time.perf_counter()
-            f()
-            out.append(time.perf_counter() - start)
-    return [statistics.median(r) for r in runs]
-
-
 def bench(paths: list[Path], models_dir: Path, repeats: int) -> pd.DataFrame:
-    from faster_whisper import WhisperModel
     from gradio_client import Client, handle_file
     from openai import OpenAI
 
-    weights = zoo.local_weights("whisper-tiny.en-ct2", models_dir)
-    # The app's options and thread count (CPU_THREADS, all cores by default): one computation on both sides.
-    raw_model = WhisperModel(str(weights), device="cpu", compute_type="int8", cpu_threads=all_cores())
-    options = dict(language="en", beam_size=1, vad_filter=True, condition_on_previous_text=False)
+    raw_transcribe = raw_tiny_en(models_dir)
     app = RunningApp(models_dir, Path(tempfile.mkdtemp()) / "app.log")
     rows = []
     try:
@@ -78,8 +57,7 @@ def bench(paths: list[Path], models_dir: Path, repeats: int) -> pd.DataFrame:
             audio = load_audio(path).samples
 
             def raw():
-                segments, _ = raw_model.transcribe(audio, **options)
-                return "".join(s.text for s in segments)
+                return raw_transcribe(audio)
 
             def openai_route():
                 with open(path, "rb") as f:
@@ -88,7 +66,7 @@ def bench(paths: list[Path], models_dir: Path, repeats: int) -> pd.DataFrame:
             def gradio_route():
                 return gradio.predict(handle_file(str(path)), TINY, "en", "transcribe", 1, False, True, api_name="/transcribe")
 
-            raw_s, openai_s, gradio_s = medians([raw, openai_route, gradio_route], repeats)
+            raw_s, openai_s, gradio_s = timed_all([raw, openai_route, gradio_route], repeats)
             rows.append(
                 {
                     "clip": path.name,

@@ -63,7 +63,12 @@ def timed(fn, repeats: int) -> float:
 
 def timed_pair(a, b, repeats: int) -> tuple[float, Optional[float]]:
     """Medians of a and b, run alternately after one warm-up each, so drift hits both alike."""
-    fns = [f for f in (a, b) if f is not None]
+    medians = timed_all([f for f in (a, b) if f is not None], repeats)
+    return medians[0], (medians[1] if b is not None else None)
+
+
+def timed_all(fns: list, repeats: int) -> list[float]:
+    """Median wall time of each, run in turn after one warm-up each, so drift hits all alike."""
     runs: list[list[float]] = [[] for _ in fns]
     for f in fns:
         f()
@@ -75,18 +80,29 @@ def timed_pair(a, b, repeats: int) -> tuple[float, Optional[float]]:
             start = time.perf_counter()
             f()
             out.append(time.perf_counter() - start)
-    medians = [statistics.median(r) for r in runs]
-    return medians[0], (medians[1] if b is not None else None)
+    return [statistics.median(r) for r in runs]
+
+
+def raw_tiny_en(models_dir: Path):
+    """tiny.en in faster-whisper itself, with the app's options and thread count (CPU_THREADS, all
+    cores by default), so raw and app runs do one computation: returns audio -> text."""
+    from faster_whisper import WhisperModel
+
+    weights = zoo.local_weights("whisper-tiny.en-ct2", models_dir)
+    model = WhisperModel(str(weights), device="cpu", compute_type="int8", cpu_threads=all_cores())
+    options = dict(language="en", beam_size=1, vad_filter=True, condition_on_previous_text=False)
+
+    def transcribe(audio) -> str:
+        segments, _ = model.transcribe(audio, **options)
+        return "".join(s.text for s in segments)
+
+    return transcribe
 
 
 def bench_app_overhead(paths: list[Path], models_dir: Path, repeats: int) -> pd.DataFrame:
-    from faster_whisper import WhisperModel
     from gradio_client import handle_file
 
-    weights = zoo.local_weights("whisper-tiny.en-ct2", models_dir)
-    # The app's thread count (CPU_THREADS, all cores by default): the two sides run one computation.
-    raw_model = WhisperModel(str(weights), device="cpu", compute_type="int8", cpu_threads=all_cores())
-    options = dict(language="en", beam_size=1, vad_filter=True, condition_on_previous_text=False)
+    raw_transcribe = raw_tiny_en(models_dir)
     app = RunningApp(models_dir, Path(tempfile.mkdtemp()) / "app.log")
     rows = []
     try:
@@ -95,8 +111,7 @@ def bench_app_overhead(paths: list[Path], models_dir: Path, repeats: int) -> pd.
             audio = load_audio(path).samples
 
             def raw():
-                segments, _ = raw_model.transcribe(audio, **options)
-                return "".join(s.text for s in segments)
+                return raw_transcribe(audio)
 
             def through_app():
                 return client.predict(handle_file(str(path)), TINY, "en", "transcribe", 1, False, True, api_name="/transcribe")
