@@ -124,9 +124,12 @@ def crossings(monkeypatch):
             seen.append(("item", item))
             yield item
 
-    def run_engine_batch(ref, batch, options):
-        seen.append(("args", (ref, batch, options)))
-        out = gpu._run_engine_batch(ref, batch, options)
+    def run_engine_batch(ref, batch, options, step_files=0, between_steps=None):
+        # between_steps (handing the device slot over between steps) is a callback of this process:
+        # the service gives it only to in-process calls, and 0 steps and None on ZeroGPU.
+        crossing = between_steps if ref.load_in_call else None
+        seen.append(("args", (ref, batch, options, step_files, crossing)))
+        out = gpu._run_engine_batch(ref, batch, options, step_files, between_steps)
         seen.append(("result", out))
         return out
 
