@@ -127,6 +127,10 @@ class Settings:
     # Where the Browser tab's npm assets are (None: node_modules beside the component package);
     # the first start fetches them there when missing (explorer/first_start.py).
     browser_assets_dir: Optional[Path] = None
+    # Whether `python app.py` prepares a missing zoo model or browser asset before it serves
+    # (explorer/first_start.py); off, it serves with what there is (tests and benchmarks prepare
+    # just the models they use).
+    prepare_on_start: bool = True
     worker_beat_seconds: float = 5.0  # how often a worker reports itself (status shown in the Batch tab and /health)
     # With a key, the OpenAI-compatible routes (/v1/...) need `Authorization: Bearer <key>`; None: open.
     api_key: Optional[str] = field(default=None, repr=False)
@@ -200,6 +204,7 @@ class Settings:
             api_key=env.get("API_KEY", "").strip() or None,
             zero_gpu_max_seconds=_float(env, "ZERO_GPU_MAX_SECONDS", cls.zero_gpu_max_seconds),
             browser_assets_dir=Path(env["BROWSER_ASSETS_DIR"]) if env.get("BROWSER_ASSETS_DIR") else None,
+            prepare_on_start=env.get("PREPARE_ON_START", "1").strip().lower() not in ("0", "false", "no", "off"),
         )
         settings.validate()
         return settings

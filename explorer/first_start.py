@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from explorer import zoo
+from explorer import catalog, zoo
 from explorer.config import Settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class Progress:
 
     def log(self, line: str) -> None:
         log.info("first start: %s", line)
-        self.lines.append(line)
+        self.lines.append(catalog.without_paths(line))  # the page is public: no server paths
 
     def health(self) -> dict:
         return {
@@ -82,7 +82,7 @@ def prepare(settings: Settings, steps: list[str], progress: Progress) -> None:
         try:
             actions[step]()
         except Exception as exc:  # shown on the page and in /health; the app starts without it
-            progress.errors.append(f"{step}: {type(exc).__name__}: {exc}")
+            progress.errors.append(catalog.without_paths(f"{step}: {type(exc).__name__}: {exc}"))
             log.exception("first start: %s failed", step)
             continue
         progress.log(f"{step}: ready in {time.perf_counter() - start:.0f} s")
@@ -122,12 +122,14 @@ def placeholder(progress: Progress):
 
 
 def run(settings: Settings, launch_kwargs: Optional[dict] = None) -> Optional[Progress]:
-    """Prepare what is missing while the placeholder serves; None when nothing was needed."""
-    steps = needed(settings)
+    """Prepare what is missing while the placeholder serves; None when nothing was needed (or
+    PREPARE_ON_START is off)."""
+    steps = needed(settings) if settings.prepare_on_start else []
     if not steps:
         return None
     progress = Progress(steps)
-    progress.log(f"preparing {', '.join(steps)} (models in {settings.models_dir})")
+    log.info("first start: models in %s", settings.models_dir)  # the server's log only, not the page
+    progress.log(f"preparing {', '.join(steps)}")
     demo = placeholder(progress)
     demo.launch(server_name=settings.host, server_port=settings.port, prevent_thread_lock=True, **(launch_kwargs or {}))
     try:

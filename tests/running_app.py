@@ -30,6 +30,7 @@ class RunningApp:
             "HOST": "127.0.0.1",
             "MODELS_DIR": str(models_dir),
             "HF_HUB_OFFLINE": "1",
+            "PREPARE_ON_START": "0",  # the callers prepared the models they use
             **{k: str(v) for k, v in env.items()},
         }
         self.log_path = log_path

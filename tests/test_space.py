@@ -309,3 +309,14 @@ def test_first_start_prepares_behind_a_preparing_page_then_serves(tmp_path, clip
         proc.wait(30)
     text = log.read_text()
     assert "whisper-tiny.en-ct2: building" in text and "sha512 matches the lockfile" in text
+
+
+def test_the_preparing_page_shows_no_server_path_and_prepare_on_start_can_be_off():
+    from explorer import first_start
+
+    progress = first_start.Progress(["model zoo"])
+    progress.log("whisper-tiny.en-ct2 <- /root/.cache/open-asr-explorer/models/x.bin")
+    assert progress.lines == ["whisper-tiny.en-ct2 <- a folder on this server"]
+    assert Settings.from_env({}).prepare_on_start
+    off = Settings.from_env({"PREPARE_ON_START": "0"})
+    assert not off.prepare_on_start and first_start.run(off) is None  # serves at once, prepares nothing
