@@ -66,20 +66,41 @@ class DeviceSlots:
     """At most NUM_WORKERS model runs at once, shared by interactive requests and batch workers;
     a batch worker waits while any interactive request waits, and hands its slot over between the
     steps of a batched call (``hand_over``), so a big batch never starves the UI: an interactive
-    request waits at most for the step already running."""
+    request waits at most for the step already running. A request decoding its audio
+    (``expected``) already counts: batch work starts no new step meanwhile, so the slot is free
+    when the request asks for it, and the decode has the CPU to itself."""
+
+    # How long batch work waits, once a request's decode has ended, for that request to ask for
+    # the slot (it does so at once, unless it failed) before taking up its steps again.
+    EXPECT_GRACE_SECONDS = 0.05
 
     def __init__(self, slots: int):
         self._cond = threading.Condition()
         self._free = slots
         self._interactive_waiting = 0
+        self._expected = 0  # requests decoding their audio, about to ask for a slot
+
+    @contextmanager
+    def expected(self) -> Iterator[None]:
+        """An interactive request on its way to a slot (decoding its audio): batch work waits."""
+        with self._cond:
+            self._expected += 1
+        try:
+            yield
+        finally:
+            with self._cond:  # no notify: batch work looks again after EXPECT_GRACE_SECONDS
+                self._expected -= 1
+
+    def _batch_waits(self) -> bool:
+        return bool(self._interactive_waiting or self._expected)
 
     @contextmanager
     def hold(self, interactive: bool = True) -> Iterator[None]:
         with self._cond:
             self._interactive_waiting += interactive
             try:
-                while self._free == 0 or (not interactive and self._interactive_waiting):
-                    self._cond.wait()
+                while self._free == 0 or (not interactive and self._batch_waits()):
+                    self._cond.wait(None if interactive else self.EXPECT_GRACE_SECONDS)
             finally:
                 self._interactive_waiting -= interactive
             self._free -= 1
@@ -100,13 +121,13 @@ class DeviceSlots:
         it have the slot, and take one back once no interactive request waits. Returns the
         seconds spent without the slot (0 when nobody waited)."""
         with self._cond:
-            if not self._interactive_waiting:
+            if not self._batch_waits():
                 return 0.0
             start = time.perf_counter()
             self._free += 1
             self._cond.notify_all()
-            while self._free == 0 or self._interactive_waiting:
-                self._cond.wait()
+            while self._free == 0 or self._batch_waits():
+                self._cond.wait(self.EXPECT_GRACE_SECONDS)
             self._free -= 1
             return time.perf_counter() - start
 
@@ -387,8 +408,10 @@ class ModelService:
 
     def decode(self, source: AudioSource, name: Optional[str] = None) -> Audio:
         """Audio from anything a request can send, within the settings' limits (MAX_UPLOAD_MB,
-        MAX_AUDIO_SECONDS); AudioError with a user-facing message otherwise."""
-        return load_audio(source, max_seconds=self.settings.max_audio_seconds, max_bytes=self.settings.max_upload_bytes, name=name)
+        MAX_AUDIO_SECONDS); AudioError with a user-facing message otherwise. While it decodes,
+        batch work starts no new step (the request is about to ask for a slot)."""
+        with self.slots.expected():
+            return load_audio(source, max_seconds=self.settings.max_audio_seconds, max_bytes=self.settings.max_upload_bytes, name=name)
 
     # -- running -----------------------------------------------------------------------------
     def _fit_options(self, spec: catalog.ModelSpec, options: TranscribeOptions) -> tuple[TranscribeOptions, list[str]]:

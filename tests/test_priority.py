@@ -57,6 +57,32 @@ def test_a_waiting_interactive_request_gets_the_slot_before_the_next_batch_step(
     assert order == ["batch step 1", "interactive", "batch step 2"]
 
 
+def test_a_request_still_decoding_its_audio_already_holds_back_the_next_batch_step():
+    """ModelService.decode counts as on the way to a slot (DeviceSlots.expected): the batch hands
+    its slot over at the next step and starts no new one until the request has run."""
+    slots = DeviceSlots(1)
+    order: list[str] = []
+    decoding, decoded = threading.Event(), threading.Event()
+
+    def request() -> None:
+        with slots.expected():  # decoding its audio
+            decoding.set()
+            decoded.wait(30)
+        with slots.hold(interactive=True):
+            order.append("interactive")
+
+    thread = threading.Thread(target=request)
+    with slots.hold(interactive=False):  # a batch call, between two of its steps
+        thread.start()
+        decoding.wait(30)
+        waiter = threading.Timer(0.2, decoded.set)  # the decode ends while the batch waits
+        waiter.start()
+        slots.hand_over()  # returns only once the request has had the slot
+        order.append("batch step 2")
+    thread.join(30)
+    assert order == ["interactive", "batch step 2"]
+
+
 def test_hand_over_lets_every_waiting_interactive_request_go_before_any_batch_work():
     slots = DeviceSlots(1)
     order: list[str] = []
