@@ -29,7 +29,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         demo = build_app(service, settings, runner)
-        start_output_sweeper(settings)  # downloads and exports, OUTPUT_TTL_MINUTES after they were written
+        start_output_sweeper(settings, demo)  # uploads, downloads, exports: OUTPUT_TTL_MINUTES after written
         # The OpenAI-compatible routes join Gradio's own FastAPI app (same port, same service),
         # sharing its queue's bound; /docs lists them.
         openai_routes = build_openai_router(service, settings, demo._queue).routes

@@ -226,7 +226,7 @@ def probe_health(url: str) -> tuple[bool, float, str]:
     """POST /health as an API client would, outside the queue: (answered, seconds, problem)."""
     start = time.perf_counter()
     try:
-        resp = httpx.post(url + "gradio_api/run/health", json={"data": []}, timeout=HEALTH_TIMEOUT_SECONDS)
+        resp = httpx.post(url + "gradio_api/run/health", json={"data": [""]}, timeout=HEALTH_TIMEOUT_SECONDS)
         took = time.perf_counter() - start
         if resp.status_code != 200:
             return False, took, f"HTTP {resp.status_code}: {resp.text[:200]}"

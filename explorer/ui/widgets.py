@@ -77,8 +77,17 @@ def sweep_outputs(age_seconds: float, now: Optional[float] = None) -> int:
     return len(old) + len(stubs)
 
 
-def start_output_sweeper(settings: Settings) -> threading.Thread:
-    """A daemon thread running sweep_outputs on delete_cache's schedule (OUTPUT_TTL_MINUTES)."""
+def start_output_sweeper(settings: Settings, demo: Optional[gr.Blocks] = None) -> threading.Thread:
+    """A daemon thread running sweep_outputs on delete_cache's schedule (OUTPUT_TTL_MINUTES), and
+    Gradio's own sweep of the files `demo` tracks (uploads included) on the same schedule.
+
+    Why Gradio's twice: its scheduled sweep (route_utils.delete_files_on_schedule) iterates the
+    live set of uploads in a worker thread while requests add to it; under steady uploads it
+    raises "Set changed size during iteration" and its task ends for good: the 10-minute soak of
+    bench/bench_load.py saw uploads pile up from the fourth minute on. Here a failed pass is
+    simply tried again at the next period."""
+    from gradio.route_utils import delete_files_created_by_app
+
     frequency, age = settings.delete_cache
 
     def loop() -> None:
@@ -86,7 +95,9 @@ def start_output_sweeper(settings: Settings) -> threading.Thread:
             time.sleep(frequency)
             try:
                 sweep_outputs(age)
-            except OSError as exc:  # a folder removed under it: the next sweep tries again
+                if demo is not None:
+                    delete_files_created_by_app(demo, age)
+            except (OSError, RuntimeError) as exc:  # removed under it, or the set changed: next period
                 log.warning("output sweep: %s", exc)
 
     thread = threading.Thread(target=loop, name="output-sweeper", daemon=True)
