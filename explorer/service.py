@@ -76,6 +76,7 @@ class DeviceSlots:
 
     def __init__(self, slots: int):
         self._cond = threading.Condition()
+        self._slots = slots
         self._free = slots
         self._interactive_waiting = 0
         self._expected = 0  # requests decoding their audio, about to ask for a slot
@@ -115,6 +116,12 @@ class DeviceSlots:
     def interactive_waiting(self) -> int:
         with self._cond:
             return self._interactive_waiting
+
+    @property
+    def running(self) -> int:
+        """Model runs holding a slot now (interactive or batch)."""
+        with self._cond:
+            return self._slots - self._free
 
     def hand_over(self) -> float:
         """For batch work holding a slot, between two steps: if an interactive request waits, let
@@ -275,6 +282,8 @@ class ModelService:
             "failed_models": dict(self.failed),
             "availability": counts,
             "num_workers": self.settings.num_workers,
+            "models_running": self.slots.running,  # model calls holding a device slot now
+            "requests_waiting": self.slots.interactive_waiting,  # interactive requests waiting for one
         }
 
     # -- model cache -------------------------------------------------------------------------

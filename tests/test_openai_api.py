@@ -295,7 +295,15 @@ def test_over_the_queue_bound_gets_429_and_the_gradio_queue_counts_api_requests(
     in_flight = [threading.Thread(target=request, args=(i,)) for i in range(2)]
     for t in in_flight:
         t.start()
-    time.sleep(2)  # for both uploads to arrive; each then runs for seconds (checked below)
+    # Both admitted: one runs and one waits for the model (as /health counts them); each runs for seconds.
+    # (A direct POST: gradio_client sends even queue=False calls through the queue, full by then.)
+    def health() -> dict:
+        return httpx.post(small_app.url + "gradio_api/run/health", json={"data": [""]}, timeout=30).json()["data"][0]
+
+    deadline = time.monotonic() + 120
+    while (now := health())["requests_waiting"] < 1 or now["models_running"] < 1:
+        assert time.monotonic() < deadline and all(t.is_alive() for t in in_flight), now
+        time.sleep(0.2)
     job = gradio.submit(handle_file(str(clips[0].path)), TINY, "en", "transcribe", 1, False, True, api_name="/transcribe")
     with pytest.raises(Exception, match=r"(?i)queue is full"):
         job.result(timeout=120)

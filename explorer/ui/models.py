@@ -38,8 +38,8 @@ def build_models(service: ModelService, runner: BatchRunner) -> None:
         return service.models()
 
     def health(admin_token: str = "") -> dict:
-        """Server status and counts: models by availability, loaded and failed models, batch workers
-        and the jobs they run. With admin_token equal to the server's ADMIN_TOKEN, "detail" adds
+        """Server status and counts: models by availability, loaded and failed models, model calls
+        running and requests waiting for a device slot, batch workers and the jobs they run. With admin_token equal to the server's ADMIN_TOKEN, "detail" adds
         each loaded model, each failure's reason and each worker (host, pid, models, jobs done)."""
         workers, problem = reachable_workers(runner)
         status = service.health()
@@ -50,6 +50,8 @@ def build_models(service: ModelService, runner: BatchRunner) -> None:
             "loaded_models": len(status["loaded_models"]),
             "failed_models": len(status["failed_models"]),
             "num_workers": status["num_workers"],
+            "models_running": status["models_running"],
+            "requests_waiting": status["requests_waiting"],
             "job_store_problem": problem,
             "workers": len(workers),
             "jobs_running": sum(len(r.job_ids) for w in workers for r in w.current),
