@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 from explorer import catalog, formats
 from explorer.audio import Audio, AudioError
@@ -133,6 +133,10 @@ class BatchRunner:
         self._lock = threading.Lock()
         self._claims_done = threading.Condition(self._lock)
         self._beat_lock = threading.Lock()  # no beat lands after stop() has left the registry
+        # Jobs being decoded for a submit, by session, not yet in the store: counted by _room so
+        # two submits at once cannot both pass MAX_QUEUED_JOBS (within this process).
+        self._reserved: dict[str, int] = {}
+        self._reserve_lock = threading.Lock()
         self._wake = threading.Condition()
         self._draining = threading.Event()  # set by stop(): no more claims
         self._hurry = threading.Event()  # set by hurry(): stop() waits no longer for the jobs in hand
@@ -247,16 +251,29 @@ class BatchRunner:
         """The store's key for a token this server issued; PermissionError for any other."""
         return session_key(self.tokens.check(token))
 
-    def _room(self, session: str, wanted: int) -> None:
-        """Refuse `wanted` more jobs when the session's unfinished ones would pass MAX_QUEUED_JOBS."""
-        counts = self.store.counts(session)
-        unfinished = counts["queued"] + counts["processing"]
-        limit = self.settings.max_queued_jobs
-        if unfinished + wanted > limit:
-            raise JobError(
-                f"this session has {unfinished} unfinished job(s) and may hold {limit} (MAX_QUEUED_JOBS): "
-                f"wait for some to finish, or cancel some, before queueing {wanted} more"
-            )
+    @contextmanager
+    def _room(self, session: str, wanted: int) -> Iterator[None]:
+        """Hold places for `wanted` more jobs while they are decoded and stored, or refuse them when
+        the session's unfinished jobs (with places other submits hold) would pass MAX_QUEUED_JOBS.
+        Replicas sharing a Redis store each check their own reservations: across replicas the
+        bound can be passed by the jobs being submitted at the same moment."""
+        with self._reserve_lock:
+            counts = self.store.counts(session)
+            unfinished = counts["queued"] + counts["processing"] + self._reserved.get(session, 0)
+            limit = self.settings.max_queued_jobs
+            if unfinished + wanted > limit:
+                raise JobError(
+                    f"this session has {unfinished} unfinished job(s) and may hold {limit} (MAX_QUEUED_JOBS): "
+                    f"wait for some to finish, or cancel some, before queueing {wanted} more"
+                )
+            self._reserved[session] = self._reserved.get(session, 0) + wanted
+        try:
+            yield
+        finally:
+            with self._reserve_lock:
+                left = self._reserved.pop(session) - wanted
+                if left:
+                    self._reserved[session] = left
 
     def working(self) -> bool:
         """Whether a worker thread is still running: after stop(), a model call it gave up waiting for."""
@@ -283,14 +300,14 @@ class BatchRunner:
             )
         token = self.tokens.check(token) if token else self.tokens.issue()
         session = session_key(token)
-        self._room(session, len(files))
-        self._check(model, options)
-        new = []
-        for n, path in enumerate(map(Path, files), 1):
-            if progress:
-                progress(n - 1, len(files), f"decoding {path.name}")
-            new.append(self._spooled(path, model, options))
-        jobs = self.store.add(session, secrets.token_urlsafe(8), new)
+        with self._room(session, len(files)):
+            self._check(model, options)
+            new = []
+            for n, path in enumerate(map(Path, files), 1):
+                if progress:
+                    progress(n - 1, len(files), f"decoding {path.name}")
+                new.append(self._spooled(path, model, options))
+            jobs = self.store.add(session, secrets.token_urlsafe(8), new)
         self._notify()
         return Submission(token, jobs[0].batch, jobs)
 
@@ -586,14 +603,14 @@ class BatchRunner:
         run as a submitted file does, and the session bound caps both at once."""
         old = self.job(token, job_id)
         session = self.session_key(token)
-        self._room(session, 1)
-        model = model or old.model
-        options = self._check(model, old.options)
-        if not self.spool.exists(old.id):
-            raise JobError(f"job {job_id!r} has no audio to resubmit (it failed before decoding)")
-        new = NewJob(old.filename, model, options, old.audio_seconds, warnings=old.warnings)
-        self.spool.copy(old.id, new.id)
-        (job,) = self.store.add(session, secrets.token_urlsafe(8), [new])
+        with self._room(session, 1):
+            model = model or old.model
+            options = self._check(model, old.options)
+            if not self.spool.exists(old.id):
+                raise JobError(f"job {job_id!r} has no audio to resubmit (it failed before decoding)")
+            new = NewJob(old.filename, model, options, old.audio_seconds, warnings=old.warnings)
+            self.spool.copy(old.id, new.id)
+            (job,) = self.store.add(session, secrets.token_urlsafe(8), [new])
         self._notify()
         return job
 

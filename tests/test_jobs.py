@@ -772,3 +772,35 @@ def test_lease_and_beat_settings():
     for name in ("JOB_LEASE_SECONDS", "WORKER_BEAT_SECONDS"):
         with pytest.raises(ValueError, match=name):
             Settings.from_env({name: "0"})
+
+
+def test_concurrent_submits_of_one_session_never_pass_max_queued_jobs(backend, service, clips):
+    """Eight submits of two files at once, with room for five unfinished jobs: exactly two pass.
+    Each submit decodes its files between the bound's check and the store's write; the places
+    it holds meanwhile keep the others from passing on the same count."""
+    url, folder = backend
+    runner = BatchRunner(service, Settings(data_dir=folder, batch_workers=0, job_store=url, max_queued_jobs=5))
+    token = runner.tokens.issue()
+    outcomes: list = []
+    start = threading.Barrier(8)
+
+    def submit() -> None:
+        start.wait()
+        try:
+            outcomes.append(runner.submit(token, [clips[0].path, clips[1].path], TINY, TranscribeOptions()))
+        except Exception as exc:  # JobError: over the bound
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    passed = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(outcomes) == 8 and len(passed) == 2, outcomes
+    assert all("MAX_QUEUED_JOBS" in str(o) for o in outcomes if isinstance(o, Exception))
+    counts = runner.store.counts(session_key(token))
+    assert counts["queued"] == 4
+    with pytest.raises(Exception, match="MAX_QUEUED_JOBS"):  # the places held during the submits were given back
+        runner.submit(token, [clips[0].path, clips[1].path], TINY, TranscribeOptions())
+    assert runner.submit(token, [clips[2].path], TINY, TranscribeOptions()).jobs
