@@ -227,18 +227,52 @@ def _number(value) -> Optional[float]:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+MAX_EVENTS = 20_000  # committed words one streaming result may list (hours of speech)
+MAX_WORD_CHARS = 64
+
+
+def _device(value) -> str:
+    return "webgpu" if value == "webgpu" else "wasm"
+
+
+def checked_events(events) -> list[list]:
+    """A stream's commit events, [emission s since stream start, word end s in the stream, word]
+    each, or ValueError saying what is wrong: at most MAX_EVENTS, finite numbers, short words."""
+    if events is None:
+        return []
+    if not isinstance(events, list):
+        raise ValueError("events must be a list of [emission_seconds, word_end_seconds, word]")
+    if len(events) > MAX_EVENTS:
+        raise ValueError(f"too many events: {len(events)} (at most {MAX_EVENTS})")
+    clean = []
+    for n, event in enumerate(events):
+        if not (isinstance(event, (list, tuple)) and len(event) == 3):
+            raise ValueError(f"event {n} is not [emission_seconds, word_end_seconds, word]")
+        emitted, end, word = _number(event[0]), _number(event[1]), event[2]
+        if emitted is None or end is None or isinstance(event[0], bool) or isinstance(event[1], bool):
+            raise ValueError(f"event {n}: times must be finite numbers")
+        if not isinstance(word, str) or len(word) > MAX_WORD_CHARS:
+            raise ValueError(f"event {n}: the word must be a string of at most {MAX_WORD_CHARS} characters")
+        clean.append([emitted, end, word])
+    return clean
+
+
 def checked(result: dict) -> dict:
-    """Only what a browser result may hold: a run id, short strings and finite numbers."""
+    """Only what a browser result may hold: a run id, short strings, finite numbers and, for a
+    stream, its bounded commit events."""
     if not isinstance(result, dict) or not isinstance(result.get("run_id"), str) or not result["run_id"].isalnum():
         raise ValueError("not a browser result")
     m = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+    device = _device(result.get("device"))
+    clean_metrics = {k: _number(v) for k, v in m.items() if isinstance(k, str) and len(k) < 40 and k != "device"}
     return {
         "run_id": result["run_id"][:64],
         "mode": "stream" if result.get("mode") == "stream" else "file",
         "model": str(result.get("model", ""))[:200],
-        "device": "webgpu" if result.get("device") == "webgpu" else "wasm",
+        "device": device,
         "text": str(result.get("text", ""))[:100_000],
-        "metrics": {k: _number(v) for k, v in m.items() if isinstance(k, str) and len(k) < 40},
+        "metrics": {**clean_metrics, "device": device},
+        "events": checked_events(result.get("events")),
     }
 
 

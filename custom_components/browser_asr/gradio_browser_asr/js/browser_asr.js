@@ -193,6 +193,7 @@ export function mount({ element, props, trigger, config }) {
     const metrics = {
       ...tokenMetrics(start, tokenTimes), device: model.device, load_seconds: model.loadSeconds,
       processing_seconds: processing, audio_seconds: seconds, rtfx: processing > 0 ? seconds / processing : null,
+      threads: T.env.backends.onnx.wasm.numThreads,
     };
     showMetrics(metrics);
     say(`done: ${file.name} on ${model.device.toUpperCase()}`);
@@ -245,7 +246,8 @@ export function mount({ element, props, trigger, config }) {
     s.processing += now() - t0;
     s.iterations += 1;
     const committedAt = now();
-    for (const w of result.committed) s.events.push([committedAt, w.end]);
+    // [emission s since the stream started, word end s in the stream, word]: word latency, server side.
+    for (const w of result.committed) s.events.push([committedAt - s.start, w.end, w.text]);
     show(s.processor.committed.map((w) => w.text).join(" "), result.unconfirmed.map((w) => w.text).join(" "));
     element.dataset.iterations = String(s.iterations);
   }
@@ -260,22 +262,25 @@ export function mount({ element, props, trigger, config }) {
     const audioSeconds = s.processor.bufferTimeOffset + s.processor.bufferSeconds;
     const committed = [...s.processor.committed];
     const tail = s.processor.finish(); // the last hypothesis' unconfirmed words become final (and reset)
+    const flushedAt = now() - s.start;
+    for (const w of tail.committed) s.events.push([flushedAt, w.end, w.text]);
     const text = [...committed, ...tail.committed].map((w) => w.text).join(" ").trim();
     s.context.close();
     stream = null;
     ui.mic.disabled = false;
     ui.stop.disabled = true;
     show(text);
-    const latency = commitLatency(s.events, s.start);
+    const latency = commitLatency(s.events, 0); // events are already in stream time
     const metrics = {
       ...tokenMetrics(s.start, s.tokenTimes), device: loaded.device, load_seconds: loaded.loadSeconds,
       processing_seconds: s.processing, audio_seconds: audioSeconds, rtfx: s.processing > 0 ? audioSeconds / s.processing : null,
       first_commit_latency: latency.firstCommitLatency, mean_commit_lag: latency.meanCommitLag, iterations: s.iterations,
+      threads: T.env.backends.onnx.wasm.numThreads,
     };
     loaded.loadSeconds = 0;
     showMetrics(metrics);
     say(`stopped: ${s.iterations} passes over the buffer`);
-    send({ mode: "stream", model: loaded.spec.key, device: loaded.device, text, metrics });
+    send({ mode: "stream", model: loaded.spec.key, device: loaded.device, text, metrics, events: s.events });
   }
 
   ui.load.addEventListener("click", () => guarded(load));
