@@ -96,7 +96,7 @@ def commit_lag(events: Sequence[Sequence]) -> CommitLag:
     ordered = sorted(events, key=lambda e: e[1])
     lags = [e[0] - e[1] for e in ordered]
     n = len(lags)
-    bounds = [round(i * n / 4) for i in range(5)]
+    bounds = [i * n // 4 for i in range(5)]
     quarters = tuple(
         sum(lags[a:b]) / (b - a) if b > a else None for a, b in zip(bounds, bounds[1:])
     )

@@ -5,6 +5,7 @@ component and its results, the batch workers' status. Tabs import this module, n
 from __future__ import annotations
 
 import html
+import json
 import logging
 import math
 import shutil
@@ -191,14 +192,30 @@ HUB_MODELS = (
 MAX_RESULTS = 1000
 
 
-def browser_models(settings: Settings) -> list[BrowserModel]:
-    """The zoo's ONNX exports (fp32 and q8) when prepared, then Hub models for an online browser."""
+# Streaming WER of the local browser models, measured by bench/bench_browser_stream.py --record.
+BROWSER_WER = Path(__file__).resolve().parent.parent / "browser_wer.json"
+
+
+def measured_browser_wer(path: Path = BROWSER_WER) -> dict[str, float]:
+    """{model key: streaming WER} as last recorded (empty when never measured or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+        return {k: float(v) for k, v in data["wer"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def browser_models(settings: Settings, wer: Optional[dict[str, float]] = None) -> list[BrowserModel]:
+    """The zoo's ONNX exports (fp32 and q8) when prepared, each labelled with its measured
+    streaming WER, then Hub models for an online browser."""
+    wer = measured_browser_wer() if wer is None else wer
     local = []
     for name in ("whisper-tiny.en", "whisper-base"):
         folder = settings.models_dir / f"{name}-onnx"
         if (folder / "onnx" / "encoder_model.onnx").is_file():
-            local.append(BrowserModel(f"browser/{name}", folder.name, f"Whisper {name[8:]} (this server, fp32)", "fp32", True))
-            local.append(BrowserModel(f"browser/{name}-q8", folder.name, f"Whisper {name[8:]} (this server, q8)", "q8", True))
+            for key, dtype in ((f"browser/{name}", "fp32"), (f"browser/{name}-q8", "q8")):
+                measured = f" · streaming WER {100 * wer[key]:.1f} %" if key in wer else ""
+                local.append(BrowserModel(key, folder.name, f"Whisper {name[8:]} (this server, {dtype}){measured}", dtype, True))
     return local + list(HUB_MODELS)
 
 

@@ -1,0 +1,62 @@
+"""What the server keeps of a browser run (explorer/ui/widgets.py `checked`), and the app's
+cross-origin isolation setting: pure checks, no browser (tests/test_browser.py drives one)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from explorer.config import Settings
+from explorer.ui.widgets import MAX_EVENTS, checked
+
+
+def result(**extra) -> dict:
+    return {"run_id": "abc123", "mode": "stream", "model": "browser/whisper-tiny.en", "device": "wasm",
+            "text": "hello world", "metrics": {"rtfx": 1.5, "device": "wasm", "threads": 2}, **extra}  # fmt: skip
+
+
+def test_the_device_is_kept_inside_metrics_and_events_pass_through():
+    clean = checked(result(events=[[1.5, 0.8, "hello"], [2, 1, "world"]]))
+    assert clean["metrics"]["device"] == "wasm" and clean["metrics"]["threads"] == 2.0
+    assert clean["events"] == [[1.5, 0.8, "hello"], [2.0, 1.0, "world"]]
+    assert checked(result(device="webgpu"))["metrics"]["device"] == "webgpu"
+    assert checked(result(device="quantum"))["device"] == "wasm"  # only the two devices there are
+    assert checked(result())["events"] == []  # a file run has none
+
+
+@pytest.mark.parametrize(
+    "events, message",
+    [
+        ("1,2,word", "must be a list"),
+        ([[1.0, 2.0]], "is not \\[emission_seconds"),
+        ([[math.nan, 2.0, "w"]], "finite numbers"),
+        ([[1.0, math.inf, "w"]], "finite numbers"),
+        ([["1", 2.0, "w"]], "finite numbers"),
+        ([[True, 2.0, "w"]], "finite numbers"),
+        ([[1.0, 2.0, "w" * 65]], "at most 64 characters"),
+        ([[1.0, 2.0, 7]], "at most 64 characters"),
+        ([[1.0, 1.0, "w"]] * (MAX_EVENTS + 1), "too many events"),
+    ],
+)
+def test_malformed_or_oversized_events_are_refused_with_the_reason(events, message):
+    with pytest.raises(ValueError, match=message):
+        checked(result(events=events))
+
+
+def test_a_full_hour_of_words_fits():
+    assert len(checked(result(events=[[1.0, 0.5, "word"]] * MAX_EVENTS))["events"]) == MAX_EVENTS
+
+
+@pytest.mark.parametrize(
+    "raw, policy",
+    [("", "credentialless"), ("1", "credentialless"), ("on", "credentialless"), ("credentialless", "credentialless"),
+     ("require-corp", "require-corp"), ("0", "off"), ("off", "off"), ("false", "off")],
+)  # fmt: skip
+def test_cross_origin_isolation_setting(raw, policy):
+    assert Settings.from_env({"CROSS_ORIGIN_ISOLATION": raw} if raw else {}).cross_origin_isolation == policy
+
+
+def test_an_unknown_isolation_policy_is_refused():
+    with pytest.raises(ValueError, match="CROSS_ORIGIN_ISOLATION must be"):
+        Settings.from_env({"CROSS_ORIGIN_ISOLATION": "same-site"})
