@@ -86,7 +86,7 @@ export function mount({ element, props, trigger, config }) {
   const showMetrics = (m) => {
     const fmt = (v, unit = "s") => (v == null ? "–" : `${v.toFixed(3)} ${unit}`);
     const rows = [
-      ["device", m.device], ["load", fmt(m.load_seconds)], ["TTFT", fmt(m.ttft_seconds)], ["ITL", fmt(m.itl_seconds)],
+      ["device", m.device], ...(m.device === "wasm" ? [["WASM threads", m.threads]] : []), ["load", fmt(m.load_seconds)], ["TTFT", fmt(m.ttft_seconds)], ["ITL", fmt(m.itl_seconds)],
       ["RTFx", m.rtfx == null ? "–" : `${m.rtfx.toFixed(2)} ×`],
     ];
     if (m.first_commit_latency !== undefined) {
