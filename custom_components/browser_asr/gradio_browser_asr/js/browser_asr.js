@@ -6,7 +6,7 @@
 // it needs arrives in config (props.config) (URLs the app serves: transformers.js, the onnxruntime-web wasm
 // files, the local model folder; the model list; the streaming parameters).
 
-import { OnlineASRProcessor, commitLatency } from "./local_agreement.js";
+import { OnlineASRProcessor, commitLatency, pacing, pacingText } from "./local_agreement.js";
 import { Resampler, mixToMono, resampleTo16k } from "./audio_chunker.js";
 
 const RATE = 16000;
@@ -95,6 +95,12 @@ export function mount({ element, props, trigger, config }) {
     ui.metrics.textContent = rows.map(([k, v]) => `${k}: ${v}`).join(" · ");
   };
 
+  // WASM threads, and why not more: only a cross-origin-isolated page may share memory with workers.
+  const threadsText = () => {
+    const n = T ? T.env.backends.onnx.wasm.numThreads : 1;
+    return self.crossOriginIsolated ? `WASM threads: ${n}` : `WASM threads: ${n}, page not cross-origin isolated`;
+  };
+
   async function library() {
     if (T) return T;
     T = await import(cfg.transformers_url);
@@ -131,7 +137,7 @@ export function mount({ element, props, trigger, config }) {
       },
     });
     loaded = { key: spec.key, choice, asr, device, reason, loadSeconds: now() - start, spec };
-    say(`${spec.label} ready on ${device.toUpperCase()} (${reason}; threads: ${lib.env.backends.onnx.wasm.numThreads})`);
+    say(`${spec.label} ready on ${device.toUpperCase()} (${reason}; ${threadsText()})`);
     element.dataset.device = device;
     return loaded;
   }
@@ -218,7 +224,9 @@ export function mount({ element, props, trigger, config }) {
     const mute = context.createGain();
     mute.gain.value = 0;
     source.connect(node).connect(mute).connect(context.destination); // pulled, but silent
-    const processor = new OnlineASRProcessor({ minChunkSeconds: cfg.min_chunk_seconds, trimSeconds: cfg.trim_seconds });
+    const processor = new OnlineASRProcessor({
+      minChunkSeconds: cfg.min_chunk_seconds, trimSeconds: cfg.trim_seconds, maxBufferSeconds: cfg.max_buffer_seconds,
+    });
     const resampler = new Resampler(context.sampleRate, RATE);
     const s = { media, context, processor, start: now(), events: [], tokenTimes: [], processing: 0, iterations: 0, running: true };
     stream = s;
@@ -228,7 +236,8 @@ export function mount({ element, props, trigger, config }) {
     ui.mic.disabled = true;
     ui.stop.disabled = false;
     show("", "");
-    say(`listening on ${model.device.toUpperCase()} (${model.reason}): committed text is final, grey text may still change`);
+    s.listening = `listening on ${model.device.toUpperCase()} (${model.reason}; ${threadsText()}): committed text is final, grey text may still change`;
+    say(s.listening);
     s.loop = (async () => {
       while (s.running) {
         if (processor.ready) await step(s);
@@ -250,6 +259,9 @@ export function mount({ element, props, trigger, config }) {
     for (const w of result.committed) s.events.push([committedAt - s.start, w.end, w.text]);
     show(s.processor.committed.map((w) => w.text).join(" "), result.unconfirmed.map((w) => w.text).join(" "));
     element.dataset.iterations = String(s.iterations);
+    const pace = pacing({ streamSeconds: s.processor.streamSeconds, heardSeconds: s.processor.heardSeconds, minChunkSeconds: cfg.min_chunk_seconds });
+    s.behindMax = Math.max(s.behindMax || 0, pace.fallingBehind ? pace.behindSeconds : 0);
+    if (s.running) say(pace.fallingBehind ? `${pacingText(pace)} (this device is slower than the audio) · ${s.listening}` : s.listening);
   }
 
   async function stopMic() {
@@ -275,7 +287,7 @@ export function mount({ element, props, trigger, config }) {
       ...tokenMetrics(s.start, s.tokenTimes), device: loaded.device, load_seconds: loaded.loadSeconds,
       processing_seconds: s.processing, audio_seconds: audioSeconds, rtfx: s.processing > 0 ? audioSeconds / s.processing : null,
       first_commit_latency: latency.firstCommitLatency, mean_commit_lag: latency.meanCommitLag, iterations: s.iterations,
-      threads: T.env.backends.onnx.wasm.numThreads,
+      threads: T.env.backends.onnx.wasm.numThreads, max_behind_seconds: s.behindMax || 0,
     };
     loaded.loadSeconds = 0;
     showMetrics(metrics);
