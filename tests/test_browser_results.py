@@ -60,3 +60,21 @@ def test_cross_origin_isolation_setting(raw, policy):
 def test_an_unknown_isolation_policy_is_refused():
     with pytest.raises(ValueError, match="CROSS_ORIGIN_ISOLATION must be"):
         Settings.from_env({"CROSS_ORIGIN_ISOLATION": "same-site"})
+
+
+def test_the_components_pacing_bounds_must_nest():
+    from gradio_browser_asr import BrowserASR, BrowserModel
+
+    model = BrowserModel("tiny", "onnx-community/whisper-tiny.en", "Whisper tiny.en")
+    with pytest.raises(ValueError, match="min_chunk_seconds <= trim_seconds <= max_buffer_seconds"):
+        BrowserASR([model], trim_seconds=15, max_buffer_seconds=10)
+    with pytest.raises(ValueError, match="min_chunk_seconds"):
+        BrowserASR([model], min_chunk_seconds=0)
+
+
+def test_local_browser_models_show_their_measured_streaming_wer(offline_settings):
+    from explorer.ui.widgets import browser_models
+
+    labels = {m.key: m.label for m in browser_models(offline_settings, wer={"browser/whisper-tiny.en-q8": 0.0412})}
+    assert labels["browser/whisper-tiny.en-q8"].endswith("streaming WER 4.1 %")
+    assert "WER" not in labels["browser/whisper-tiny.en"]  # not measured: nothing shown
