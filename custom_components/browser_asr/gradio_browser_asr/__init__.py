@@ -113,8 +113,8 @@ class BrowserASR(gr.HTML):
         models_dir: Optional[Union[str, Path]] = None,
         assets_dir: Path = ASSETS_DIR,
         min_chunk_seconds: float = 1.0,
-        trim_seconds: float = 6.0,
-        max_buffer_seconds: float = 10.0,
+        trim_seconds: float = 4.0,
+        max_buffer_seconds: float = 20.0,
         value: Optional[dict] = None,
         **kwargs,
     ):

@@ -203,9 +203,10 @@ export class OnlineASRProcessor {
 
 // How far the model trails the microphone once a pass has ended: the audio that arrived while it
 // ran, unheard yet. A device keeps up while that stays near minChunkSeconds (passes as fast as
-// the audio comes); past minChunkSeconds + toleranceSeconds it is falling behind, and the page
-// says so with the figure rather than lag silently.
-export function pacing({ streamSeconds, heardSeconds, minChunkSeconds, toleranceSeconds = 1 }) {
+// the audio comes); past minChunkSeconds + toleranceSeconds a word waits that long before any
+// pass hears it, and about as long again for the pass that confirms it: the device is falling
+// behind, and the page says so with the figure rather than lag silently.
+export function pacing({ streamSeconds, heardSeconds, minChunkSeconds, toleranceSeconds = 2 }) {
   const behindSeconds = Math.max(0, streamSeconds - heardSeconds);
   return { behindSeconds, fallingBehind: behindSeconds > minChunkSeconds + toleranceSeconds };
 }
