@@ -91,6 +91,8 @@ def main() -> None:
                     "WER %": 100 * wer,
                     "RTFx": m.get("rtfx"),
                     "passes": m.get("iterations"),
+                    "pass s mean / max": f"{m.get('mean_pass_seconds') or 0:.2f} / {m.get('max_pass_seconds') or 0:.2f}",
+                    "longest buffer s": m.get("max_buffer_seconds"),
                     "words": lag.words,
                     "'falling behind' shown": len(seen["behind"]),
                 })  # fmt: skip

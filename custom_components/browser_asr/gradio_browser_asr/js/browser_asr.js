@@ -249,9 +249,11 @@ export function mount({ element, props, trigger, config }) {
   async function step(s) {
     const t0 = now();
     const result = await s.processor.processIter(async (audio) => {
+      s.maxBuffer = Math.max(s.maxBuffer || 0, audio.length / RATE);
       const out = await transcribe(audio, s.tokenTimes);
       return wordsFromChunks(out.chunks, audio.length / RATE);
     });
+    s.maxPass = Math.max(s.maxPass || 0, now() - t0);
     s.processing += now() - t0;
     s.iterations += 1;
     const committedAt = now();
@@ -288,6 +290,8 @@ export function mount({ element, props, trigger, config }) {
       processing_seconds: s.processing, audio_seconds: audioSeconds, rtfx: s.processing > 0 ? audioSeconds / s.processing : null,
       first_commit_latency: latency.firstCommitLatency, mean_commit_lag: latency.meanCommitLag, iterations: s.iterations,
       threads: T.env.backends.onnx.wasm.numThreads, max_behind_seconds: s.behindMax || 0,
+      mean_pass_seconds: s.iterations ? s.processing / s.iterations : null, max_pass_seconds: s.maxPass || null,
+      max_buffer_seconds: s.maxBuffer || null,
     };
     loaded.loadSeconds = 0;
     showMetrics(metrics);
