@@ -115,6 +115,7 @@ class BrowserASR(gr.HTML):
         min_chunk_seconds: float = 1.0,
         trim_seconds: float = 4.0,
         max_buffer_seconds: float = 20.0,
+        wasm_proxy: bool = False,
         value: Optional[dict] = None,
         **kwargs,
     ):
@@ -144,6 +145,8 @@ class BrowserASR(gr.HTML):
             # A pass decodes at most this much audio (cut at a committed word when no segment end
             # allowed it): the pass's time, and so the lag, stay bounded on a slow device.
             "max_buffer_seconds": float(max_buffer_seconds),
+            # onnxruntime's proxy worker: a responsive page during each model call, slower passes.
+            "wasm_proxy": bool(wasm_proxy),
         }
         super().__init__(
             value=value,

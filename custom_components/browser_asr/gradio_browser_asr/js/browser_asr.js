@@ -108,8 +108,11 @@ export function mount({ element, props, trigger, config }) {
     // Threads need SharedArrayBuffer, which only a cross-origin-isolated page has.
     T.env.backends.onnx.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
     T.env.useBrowserCache = true; // model files go to the Cache API: the second load is fast
-    // Inference in onnxruntime's worker: the page (microphone messages, the Stop button) stays live.
-    T.env.backends.onnx.wasm.proxy = true;
+    // onnxruntime's proxy worker keeps the page live during a model call, but copies every call's
+    // tensors between threads (the encoder's keys and values at each decoder step): passes were
+    // 20-40 % slower with it here, so streaming has it off unless the app asks for it. Without
+    // it the page still gets turns between decoder steps.
+    T.env.backends.onnx.wasm.proxy = Boolean(cfg.wasm_proxy);
     return T;
   }
 
