@@ -185,12 +185,12 @@ def test_every_tab_works_on_the_cross_origin_isolated_page(browser, app, clips):
 
         page.get_by_role("tab", name="Evaluate").click()
         panel().get_by_role("button", name="Evaluate", exact=True).click()  # no dataset: a clear message
-        page.get_by_text("dataset", exact=False).last.wait_for(timeout=30_000)
+        page.get_by_text("no dataset: upload files").first.wait_for(timeout=30_000)
 
         page.get_by_role("tab", name="Batch").click()
         panel().locator("input[type=file]").first.set_input_files(clip)
         panel().get_by_role("button", name="Submit batch").click()
-        page.get_by_text("1 done").first.wait_for(timeout=120_000)
+        panel().get_by_text("1 / 1 finished").first.wait_for(timeout=120_000)
 
         page.get_by_role("tab", name="Models").click()
         panel().get_by_text("faster-whisper/tiny.en").first.wait_for(timeout=30_000)
