@@ -78,3 +78,23 @@ def test_local_browser_models_show_their_measured_streaming_wer(offline_settings
     labels = {m.key: m.label for m in browser_models(offline_settings, wer={"browser/whisper-tiny.en-q8": 0.0412})}
     assert labels["browser/whisper-tiny.en-q8"].endswith("streaming WER 4.1 %")
     assert "WER" not in labels["browser/whisper-tiny.en"]  # not measured: nothing shown
+
+
+@pytest.mark.parametrize("policy", ["credentialless", "require-corp"])
+def test_every_response_of_the_gradio_app_carries_the_isolation_headers(policy):
+    import gradio as gr
+    from fastapi.testclient import TestClient
+    from gradio.routes import App
+
+    from explorer.isolation import isolation_middleware
+
+    with gr.Blocks() as demo:
+        gr.Markdown("hello")
+    client = TestClient(App.create_app(demo, app_kwargs={"middleware": isolation_middleware(policy)}))
+    for path in ("/config", "/gradio_api/info", "/no-such-page"):  # the page itself: tests/test_browser.py
+        response = client.get(path)
+        assert response.headers["cross-origin-opener-policy"] == "same-origin", path
+        assert response.headers["cross-origin-embedder-policy"] == policy, path
+    assert isolation_middleware("off") == []
+    plain = TestClient(App.create_app(demo, app_kwargs={"middleware": isolation_middleware("off")}))
+    assert "cross-origin-embedder-policy" not in plain.get("/config").headers
