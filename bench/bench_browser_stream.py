@@ -54,11 +54,48 @@ def measure(browser, url: str, model: str, reference: str, speech_seconds: float
     return {"run_id": run_id, "final": run.final, "isolated": isolated, "behind": [s for s in run.statuses if "falling behind" in s]}
 
 
+# One pass on a 6 s clip, straight through transformers.js (served by the app) on its isolated page,
+# for each onnxruntime setting: the proxy worker, WASM threads, the graphs.
+PASS_JS = """async ([tjs, wasm, models, audio, proxy, threads, dtype]) => {
+  const T = await import(new URL(tjs, document.baseURI).href);
+  T.env.backends.onnx.wasm.wasmPaths = new URL(wasm, document.baseURI).href;
+  T.env.backends.onnx.wasm.numThreads = threads; T.env.backends.onnx.wasm.proxy = proxy;
+  T.env.allowLocalModels = true; T.env.allowRemoteModels = false; T.env.localModelPath = models;
+  const asr = await T.pipeline("automatic-speech-recognition", "whisper-tiny.en-onnx", { device: "wasm", dtype });
+  const x = Float32Array.from(audio); const times = []; let text = "";
+  for (let i = 0; i < 4; i++) {
+    const t0 = performance.now(); text = (await asr(x, { return_timestamps: true })).text; times.push((performance.now() - t0) / 1000);
+  }
+  return { times, text, isolated: self.crossOriginIsolated };
+}"""
+SETTINGS = [(True, 2, "fp32"), (False, 2, "fp32"), (True, 1, "fp32"), (False, 1, "fp32"), (True, 2, "q8"), (False, 2, "q8")]
+
+
+def pass_times(browser, url: str, clip) -> list[dict]:
+    from gradio_browser_asr import ASSETS_DIR, ORT_DIST, TRANSFORMERS_JS
+    import soundfile as sf
+
+    audio = sf.read(clip.path, dtype="float32")[0][: 16000 * 6].tolist()
+    models = f"/gradio_api/file={Settings().models_dir.resolve()}/"
+    urls = [f"gradio_api/file={(ASSETS_DIR / TRANSFORMERS_JS).resolve()}", f"gradio_api/file={(ASSETS_DIR / ORT_DIST).resolve()}/"]
+    rows = []
+    for proxy, threads, dtype in SETTINGS:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url)
+        r = page.evaluate(PASS_JS, [*urls, models, audio, proxy, threads, dtype])
+        context.close()
+        rows.append({"proxy worker": proxy, "WASM threads": threads, "graphs": dtype, "isolated": r["isolated"],
+                     "pass s (warm-up, then 3)": " ".join(f"{t:.2f}" for t in r["times"]), "text": r["text"][:40]})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--seconds", type=float, default=60.0, help="audio before the closing silence")
     parser.add_argument("--isolation", default=None, help="CROSS_ORIGIN_ISOLATION for the app (default: its default)")
+    parser.add_argument("--passes", action="store_true", help="also time single passes for each onnxruntime setting")
     parser.add_argument("--record", action="store_true", help=f"write the streaming WERs to {WER_FILE.relative_to(ROOT)}")
     args = parser.parse_args()
 
@@ -96,12 +133,16 @@ def main() -> None:
                     "words": lag.words,
                     "'falling behind' shown": len(seen["behind"]),
                 })  # fmt: skip
+            passes = pass_times(browser, app.url, librivox_clips()[1]) if args.passes else []
             browser.close()
     finally:
         app.stop()
     print(f"\n{speech_seconds:.1f} s of LibriVox speech and pauses, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
           f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"))
+    if passes:
+        print("\nOne pass on a 6 s LibriVox clip (transformers.js straight, the app's page)\n")
+        print(pd.DataFrame(passes).to_markdown(index=False))
     if args.record:
         data = {
             "how": f"bench/bench_browser_stream.py: streaming WER on {speech_seconds:.0f} s of the LibriVox clips "
