@@ -180,8 +180,10 @@ def test_every_tab_works_on_the_cross_origin_isolated_page(browser, app, clips):
         page.get_by_role("tab", name="Compare").click()
         panel().locator("input[type=file]").first.set_input_files(clip)
         panel().get_by_role("button", name="Compare", exact=True).click()
-        first = panel().get_by_label("model 1")
+        first = panel().get_by_label("faster-whisper/tiny.en", exact=True)  # a slot is labelled with its model
+        first.wait_for(timeout=120_000)
         page.wait_for_function("(e) => e.value.trim().length > 0", arg=first.element_handle(), timeout=180_000)
+        assert score(clips[0].reference, first.input_value()).wer <= 0.15
 
         page.get_by_role("tab", name="Evaluate").click()
         panel().get_by_role("button", name="Evaluate", exact=True).click()  # no dataset: a clear message
@@ -212,7 +214,9 @@ def test_inside_another_sites_iframe_wasm_runs_single_threaded(browser, app, cli
     context = browser.new_context()
     try:
         page = context.new_page()
-        hub = "http://hub.invalid/space"  # another site; Playwright answers for it
+        # Another site (localhost against the app's 127.0.0.1, both loopback so that Chromium's
+        # private network rules allow the frame); Playwright answers for it.
+        hub = f"http://localhost:{app.port}/space-page"
         page.route(hub, lambda route: route.fulfill(
             content_type="text/html", body=f"<iframe src='{app.url}' style='width:1200px;height:2400px'></iframe>"
         ))  # fmt: skip
