@@ -98,3 +98,16 @@ def test_every_response_of_the_gradio_app_carries_the_isolation_headers(policy):
     assert isolation_middleware("off") == []
     plain = TestClient(App.create_app(demo, app_kwargs={"middleware": isolation_middleware("off")}))
     assert "cross-origin-embedder-policy" not in plain.get("/config").headers
+
+
+def test_kept_results_are_bounded_in_count_and_in_events():
+    from explorer.ui.widgets import BrowserResults
+
+    results = BrowserResults(limit=3, max_events=5)
+    for n in range(4):
+        results.add(result(run_id=f"r{n}", events=[[1.0, 0.5, "w"]] * 2))
+    assert results.get("r0") is None and results.get("r1") is None  # 6 events > 5: the oldest went too
+    assert results.get("r2") and results.get("r3")
+    results.add(result(run_id="r3", events=[]))  # the same run again replaces it
+    results.add(result(run_id="big", events=[[1.0, 0.5, "w"]] * 9))  # alone over the budget: kept, the rest go
+    assert results.get("big") and results.get("r2") is None and results.get("r3") is None

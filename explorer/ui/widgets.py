@@ -190,6 +190,8 @@ HUB_MODELS = (
     ),
 )  # fmt: skip
 MAX_RESULTS = 1000
+MAX_EVENTS = 20_000  # committed words one streaming result may list (hours of speech)
+MAX_WORD_CHARS = 64
 
 
 # Streaming WER of the local browser models, measured by bench/bench_browser_stream.py --record.
@@ -220,19 +222,26 @@ def browser_models(settings: Settings, wer: Optional[dict[str, float]] = None) -
 
 
 class BrowserResults:
-    """The last MAX_RESULTS browser results by run id (a random id made by the browser)."""
+    """The last MAX_RESULTS browser results by run id (a random id made by the browser), and
+    at most `max_events` commit events in all (some 40 MB): older results go first."""
 
-    def __init__(self, limit: int = MAX_RESULTS):
+    def __init__(self, limit: int = MAX_RESULTS, max_events: int = 10 * MAX_EVENTS):
         self._items: "OrderedDict[str, dict]" = OrderedDict()
         self._lock = threading.Lock()
         self.limit = limit
+        self.max_events = max_events
+        self._events = 0
 
     def add(self, result: dict) -> dict:
         clean = checked(result)
         with self._lock:
+            old = self._items.pop(clean["run_id"], None)
+            self._events -= len(old["events"]) if old else 0
             self._items[clean["run_id"]] = clean
-            while len(self._items) > self.limit:
-                self._items.popitem(last=False)
+            self._events += len(clean["events"])
+            while len(self._items) > self.limit or (self._events > self.max_events and len(self._items) > 1):
+                _, dropped = self._items.popitem(last=False)
+                self._events -= len(dropped["events"])
         return clean
 
     def get(self, run_id: str) -> Optional[dict]:
@@ -244,8 +253,6 @@ def _number(value) -> Optional[float]:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-MAX_EVENTS = 20_000  # committed words one streaming result may list (hours of speech)
-MAX_WORD_CHARS = 64
 
 
 def _device(value) -> str:
