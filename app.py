@@ -9,6 +9,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from explorer.batch import BatchRunner  # noqa: E402
 from explorer.config import Settings  # noqa: E402
 from explorer import first_start, gpu  # noqa: E402,F401 - gpu: spaces.GPU calls registered before the first launch
+from explorer.isolation import isolation_middleware  # noqa: E402
 from explorer.openai_api import build_openai_router  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.ui import CSS, build_app  # noqa: E402
@@ -31,14 +32,19 @@ def main() -> None:
         demo = build_app(service, settings, runner)
         start_output_sweeper(settings, demo)  # uploads, downloads, exports: OUTPUT_TTL_MINUTES after written
         # The OpenAI-compatible routes join Gradio's own FastAPI app (same port, same service),
-        # sharing its queue's bound; /docs lists them.
+        # sharing its queue's bound; /docs lists them. COOP/COEP on every response make the page
+        # cross-origin isolated: the Browser tab's WASM then runs multi-threaded.
         openai_routes = build_openai_router(service, settings, demo._queue).routes
         demo.launch(
             server_name=settings.host,
             server_port=settings.port,
             max_file_size=settings.max_upload_bytes,
             css=CSS,
-            app_kwargs={"routes": openai_routes, "docs_url": "/docs"},
+            app_kwargs={
+                "routes": openai_routes,
+                "docs_url": "/docs",
+                "middleware": isolation_middleware(settings.cross_origin_isolation),
+            },
         )
     finally:
         # A moment for the jobs in hand; those still running go back to the queue in their place.

@@ -45,6 +45,16 @@ def default_data_dir() -> Path:
     return default_models_dir().parent / "data"
 
 
+def isolation_policy(raw: str) -> str:
+    """CROSS_ORIGIN_ISOLATION as the embedder policy it means: 1/on -> credentialless, 0/off -> off."""
+    value = raw.strip().lower()
+    if value in ("", "1", "true", "yes", "on"):
+        return "credentialless"
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return value  # checked by validate()
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -132,6 +142,9 @@ class Settings:
     # just the models they use).
     prepare_on_start: bool = True
     worker_beat_seconds: float = 5.0  # how often a worker reports itself (status shown in the Batch tab and /health)
+    # COEP of every response (explorer/isolation.py): "credentialless", "require-corp", or "off" (no
+    # COOP/COEP: the browser's WASM runs on one thread).
+    cross_origin_isolation: str = "credentialless"
     # With a key, the OpenAI-compatible routes (/v1/...) need `Authorization: Bearer <key>`; None: open.
     api_key: Optional[str] = field(default=None, repr=False)
 
@@ -205,6 +218,7 @@ class Settings:
             zero_gpu_max_seconds=_float(env, "ZERO_GPU_MAX_SECONDS", cls.zero_gpu_max_seconds),
             browser_assets_dir=Path(env["BROWSER_ASSETS_DIR"]) if env.get("BROWSER_ASSETS_DIR") else None,
             prepare_on_start=env.get("PREPARE_ON_START", "1").strip().lower() not in ("0", "false", "no", "off"),
+            cross_origin_isolation=isolation_policy(env.get("CROSS_ORIGIN_ISOLATION", "1")),
         )
         settings.validate()
         return settings
@@ -249,5 +263,7 @@ class Settings:
             raise ValueError("ADMIN_TOKEN must be at least 16 characters (it guards worker detail in /health)")
         if self.session_secret and len(self.session_secret) < 32:
             raise ValueError("SESSION_SECRET must be at least 32 characters (e.g. secrets.token_urlsafe(32))")
+        if self.cross_origin_isolation not in ("credentialless", "require-corp", "off"):
+            raise ValueError("CROSS_ORIGIN_ISOLATION must be 1 (credentialless), credentialless, require-corp or 0 (off)")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("DEVICE must be auto, cpu or cuda")

@@ -12,6 +12,7 @@ reader (a UI posting each update) does not inflate them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
 from explorer.types import Metrics
@@ -72,3 +73,38 @@ def batch_shares(audio_seconds: Sequence[float], batch_seconds: float) -> list[f
     if total <= 0:
         return [batch_seconds / len(audio_seconds)] * len(audio_seconds) if audio_seconds else []
     return [batch_seconds * a / total for a in audio_seconds]
+
+
+@dataclass(frozen=True)
+class CommitLag:
+    """How far committed words trail the audio in a stream: each word's lag is its emission time
+    minus its end in the stream (both seconds since the stream started, compute included)."""
+
+    words: int
+    first_commit_seconds: Optional[float]
+    mean_lag_seconds: Optional[float]
+    quarter_lags: tuple[Optional[float], ...]  # mean lag of each quarter of the words, in stream order
+    last_to_first_quarter: Optional[float]  # > 1: the lag grew during the stream
+
+
+def commit_lag(events: Sequence[Sequence]) -> CommitLag:
+    """Lag figures from a stream's events, [emission seconds, word end seconds, word] each; the
+    quarters split the committed words, ordered by where they end in the audio, into four runs
+    of (nearly) equal count."""
+    if not events:
+        return CommitLag(0, None, None, (None, None, None, None), None)
+    ordered = sorted(events, key=lambda e: e[1])
+    lags = [e[0] - e[1] for e in ordered]
+    n = len(lags)
+    bounds = [i * n // 4 for i in range(5)]
+    quarters = tuple(
+        sum(lags[a:b]) / (b - a) if b > a else None for a, b in zip(bounds, bounds[1:])
+    )
+    first, last = quarters[0], quarters[-1]
+    return CommitLag(
+        words=n,
+        first_commit_seconds=min(e[0] for e in events),
+        mean_lag_seconds=sum(lags) / n,
+        quarter_lags=quarters,
+        last_to_first_quarter=last / first if first and last is not None and first > 0 else None,
+    )

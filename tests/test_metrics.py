@@ -91,3 +91,19 @@ def test_timed_run_reraises_and_stops_the_producer_when_the_reader_leaves():
     with TimedRun(endless()) as run:
         next(iter(run))
     assert closed == [True]  # closed in its own thread before the with block returned
+
+
+def test_commit_lag_summarises_a_streams_events_by_quarter_of_its_words():
+    from explorer.metrics import commit_lag
+
+    # [emission s, word end s, word]: eight words, listed out of order; lags 1,1,2,2,3,3,4,4
+    events = [[5.0, 3.0, "c"], [2.0, 1.0, "a"], [3.0, 2.0, "b"], [6.0, 4.0, "d"], [8.0, 5.0, "e"],
+              [9.0, 6.0, "f"], [11.0, 7.0, "g"], [12.0, 8.0, "h"]]  # fmt: skip
+    lag = commit_lag(events)
+    assert lag.words == 8 and lag.first_commit_seconds == 2.0
+    assert lag.mean_lag_seconds == pytest.approx(2.5)
+    assert lag.quarter_lags == pytest.approx((1.0, 2.0, 3.0, 4.0))
+    assert lag.last_to_first_quarter == pytest.approx(4.0)
+    empty = commit_lag([])
+    assert empty.words == 0 and empty.mean_lag_seconds is None and empty.last_to_first_quarter is None
+    assert commit_lag([[1.0, 0.5, "one"]]).quarter_lags == (None, None, None, pytest.approx(0.5))

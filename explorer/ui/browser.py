@@ -123,9 +123,11 @@ def build_browser(service: ModelService, settings: Settings, results: BrowserRes
         if result is None:
             return gr.skip()
         try:
-            return results.add(result)
+            kept = results.add(result)
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
+        # A stream's events (one per word) are for the API (/browser_result), not for reading here.
+        return {**kept, "events": f"{len(kept['events'])} commit events (see /browser_result)"} if kept["events"] else kept
 
     def browser_result(run_id: str) -> dict:
         """A browser run's final transcript and metrics, by the run id shown in the Browser tab."""

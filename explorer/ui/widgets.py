@@ -5,6 +5,7 @@ component and its results, the batch workers' status. Tabs import this module, n
 from __future__ import annotations
 
 import html
+import json
 import logging
 import math
 import shutil
@@ -189,33 +190,58 @@ HUB_MODELS = (
     ),
 )  # fmt: skip
 MAX_RESULTS = 1000
+MAX_EVENTS = 20_000  # committed words one streaming result may list (hours of speech)
+MAX_WORD_CHARS = 64
 
 
-def browser_models(settings: Settings) -> list[BrowserModel]:
-    """The zoo's ONNX exports (fp32 and q8) when prepared, then Hub models for an online browser."""
+# Streaming WER of the local browser models, measured by bench/bench_browser_stream.py --record.
+BROWSER_WER = Path(__file__).resolve().parent.parent / "browser_wer.json"
+
+
+def measured_browser_wer(path: Path = BROWSER_WER) -> dict[str, float]:
+    """{model key: streaming WER} as last recorded (empty when never measured or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+        return {k: float(v) for k, v in data["wer"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def browser_models(settings: Settings, wer: Optional[dict[str, float]] = None) -> list[BrowserModel]:
+    """The zoo's ONNX exports (fp32 and q8) when prepared, each labelled with its measured
+    streaming WER, then Hub models for an online browser."""
+    wer = measured_browser_wer() if wer is None else wer
     local = []
     for name in ("whisper-tiny.en", "whisper-base"):
         folder = settings.models_dir / f"{name}-onnx"
         if (folder / "onnx" / "encoder_model.onnx").is_file():
-            local.append(BrowserModel(f"browser/{name}", folder.name, f"Whisper {name[8:]} (this server, fp32)", "fp32", True))
-            local.append(BrowserModel(f"browser/{name}-q8", folder.name, f"Whisper {name[8:]} (this server, q8)", "q8", True))
+            for key, dtype in ((f"browser/{name}", "fp32"), (f"browser/{name}-q8", "q8")):
+                measured = f" · streaming WER {100 * wer[key]:.1f} %" if key in wer else ""
+                local.append(BrowserModel(key, folder.name, f"Whisper {name[8:]} (this server, {dtype}){measured}", dtype, True))
     return local + list(HUB_MODELS)
 
 
 class BrowserResults:
-    """The last MAX_RESULTS browser results by run id (a random id made by the browser)."""
+    """The last MAX_RESULTS browser results by run id (a random id made by the browser), and
+    at most `max_events` commit events in all (some 40 MB): older results go first."""
 
-    def __init__(self, limit: int = MAX_RESULTS):
+    def __init__(self, limit: int = MAX_RESULTS, max_events: int = 10 * MAX_EVENTS):
         self._items: "OrderedDict[str, dict]" = OrderedDict()
         self._lock = threading.Lock()
         self.limit = limit
+        self.max_events = max_events
+        self._events = 0
 
     def add(self, result: dict) -> dict:
         clean = checked(result)
         with self._lock:
+            old = self._items.pop(clean["run_id"], None)
+            self._events -= len(old["events"]) if old else 0
             self._items[clean["run_id"]] = clean
-            while len(self._items) > self.limit:
-                self._items.popitem(last=False)
+            self._events += len(clean["events"])
+            while len(self._items) > self.limit or (self._events > self.max_events and len(self._items) > 1):
+                _, dropped = self._items.popitem(last=False)
+                self._events -= len(dropped["events"])
         return clean
 
     def get(self, run_id: str) -> Optional[dict]:
@@ -227,18 +253,50 @@ def _number(value) -> Optional[float]:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+
+
+def _device(value) -> str:
+    return "webgpu" if value == "webgpu" else "wasm"
+
+
+def checked_events(events) -> list[list]:
+    """A stream's commit events, [emission s since stream start, word end s in the stream, word]
+    each, or ValueError saying what is wrong: at most MAX_EVENTS, finite numbers, short words."""
+    if events is None:
+        return []
+    if not isinstance(events, list):
+        raise ValueError("events must be a list of [emission_seconds, word_end_seconds, word]")
+    if len(events) > MAX_EVENTS:
+        raise ValueError(f"too many events: {len(events)} (at most {MAX_EVENTS})")
+    clean = []
+    for n, event in enumerate(events):
+        if not (isinstance(event, (list, tuple)) and len(event) == 3):
+            raise ValueError(f"event {n} is not [emission_seconds, word_end_seconds, word]")
+        emitted, end, word = _number(event[0]), _number(event[1]), event[2]
+        if emitted is None or end is None or isinstance(event[0], bool) or isinstance(event[1], bool):
+            raise ValueError(f"event {n}: times must be finite numbers")
+        if not isinstance(word, str) or len(word) > MAX_WORD_CHARS:
+            raise ValueError(f"event {n}: the word must be a string of at most {MAX_WORD_CHARS} characters")
+        clean.append([emitted, end, word])
+    return clean
+
+
 def checked(result: dict) -> dict:
-    """Only what a browser result may hold: a run id, short strings and finite numbers."""
+    """Only what a browser result may hold: a run id, short strings, finite numbers and, for a
+    stream, its bounded commit events."""
     if not isinstance(result, dict) or not isinstance(result.get("run_id"), str) or not result["run_id"].isalnum():
         raise ValueError("not a browser result")
     m = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+    device = _device(result.get("device"))
+    clean_metrics = {k: _number(v) for k, v in m.items() if isinstance(k, str) and len(k) < 40 and k != "device"}
     return {
         "run_id": result["run_id"][:64],
         "mode": "stream" if result.get("mode") == "stream" else "file",
         "model": str(result.get("model", ""))[:200],
-        "device": "webgpu" if result.get("device") == "webgpu" else "wasm",
+        "device": device,
         "text": str(result.get("text", ""))[:100_000],
-        "metrics": {k: _number(v) for k, v in m.items() if isinstance(k, str) and len(k) < 40},
+        "metrics": {**clean_metrics, "device": device},
+        "events": checked_events(result.get("events")),
     }
 
 

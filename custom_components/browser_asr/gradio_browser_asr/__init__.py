@@ -113,12 +113,16 @@ class BrowserASR(gr.HTML):
         models_dir: Optional[Union[str, Path]] = None,
         assets_dir: Path = ASSETS_DIR,
         min_chunk_seconds: float = 1.0,
-        trim_seconds: float = 15.0,
+        trim_seconds: float = 4.0,
+        max_buffer_seconds: float = 20.0,
+        wasm_proxy: bool = False,
         value: Optional[dict] = None,
         **kwargs,
     ):
         if not models:
             raise ValueError("BrowserASR needs at least one model")
+        if not 0 < min_chunk_seconds <= trim_seconds <= max_buffer_seconds:
+            raise ValueError("need 0 < min_chunk_seconds <= trim_seconds <= max_buffer_seconds")
         missing = assets_missing(assets_dir)
         if missing:
             raise FileNotFoundError(missing)
@@ -138,6 +142,11 @@ class BrowserASR(gr.HTML):
             "models": [asdict(m) for m in models],
             "min_chunk_seconds": float(min_chunk_seconds),
             "trim_seconds": float(trim_seconds),
+            # A pass decodes at most this much audio (cut at a committed word when no segment end
+            # allowed it): the pass's time, and so the lag, stay bounded on a slow device.
+            "max_buffer_seconds": float(max_buffer_seconds),
+            # onnxruntime's proxy worker: a responsive page during each model call, slower passes.
+            "wasm_proxy": bool(wasm_proxy),
         }
         super().__init__(
             value=value,

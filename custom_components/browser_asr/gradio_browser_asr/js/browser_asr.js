@@ -6,7 +6,7 @@
 // it needs arrives in config (props.config) (URLs the app serves: transformers.js, the onnxruntime-web wasm
 // files, the local model folder; the model list; the streaming parameters).
 
-import { OnlineASRProcessor, commitLatency } from "./local_agreement.js";
+import { OnlineASRProcessor, commitLatency, pacing, pacingText } from "./local_agreement.js";
 import { Resampler, mixToMono, resampleTo16k } from "./audio_chunker.js";
 
 const RATE = 16000;
@@ -86,13 +86,19 @@ export function mount({ element, props, trigger, config }) {
   const showMetrics = (m) => {
     const fmt = (v, unit = "s") => (v == null ? "–" : `${v.toFixed(3)} ${unit}`);
     const rows = [
-      ["device", m.device], ["load", fmt(m.load_seconds)], ["TTFT", fmt(m.ttft_seconds)], ["ITL", fmt(m.itl_seconds)],
+      ["device", m.device], ...(m.device === "wasm" ? [["WASM threads", m.threads]] : []), ["load", fmt(m.load_seconds)], ["TTFT", fmt(m.ttft_seconds)], ["ITL", fmt(m.itl_seconds)],
       ["RTFx", m.rtfx == null ? "–" : `${m.rtfx.toFixed(2)} ×`],
     ];
     if (m.first_commit_latency !== undefined) {
       rows.push(["first commit", fmt(m.first_commit_latency)], ["mean commit lag", fmt(m.mean_commit_lag)]);
     }
     ui.metrics.textContent = rows.map(([k, v]) => `${k}: ${v}`).join(" · ");
+  };
+
+  // WASM threads, and why not more: only a cross-origin-isolated page may share memory with workers.
+  const threadsText = () => {
+    const n = T ? T.env.backends.onnx.wasm.numThreads : 1;
+    return self.crossOriginIsolated ? `WASM threads: ${n}` : `WASM threads: ${n}, page not cross-origin isolated`;
   };
 
   async function library() {
@@ -102,8 +108,11 @@ export function mount({ element, props, trigger, config }) {
     // Threads need SharedArrayBuffer, which only a cross-origin-isolated page has.
     T.env.backends.onnx.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
     T.env.useBrowserCache = true; // model files go to the Cache API: the second load is fast
-    // Inference in onnxruntime's worker: the page (microphone messages, the Stop button) stays live.
-    T.env.backends.onnx.wasm.proxy = true;
+    // onnxruntime's proxy worker keeps the page live during a model call, but copies every call's
+    // tensors between threads (the encoder's keys and values at each decoder step): passes were
+    // 20-40 % slower with it here, so streaming has it off unless the app asks for it. Without
+    // it the page still gets turns between decoder steps.
+    T.env.backends.onnx.wasm.proxy = Boolean(cfg.wasm_proxy);
     return T;
   }
 
@@ -131,7 +140,7 @@ export function mount({ element, props, trigger, config }) {
       },
     });
     loaded = { key: spec.key, choice, asr, device, reason, loadSeconds: now() - start, spec };
-    say(`${spec.label} ready on ${device.toUpperCase()} (${reason}; threads: ${lib.env.backends.onnx.wasm.numThreads})`);
+    say(`${spec.label} ready on ${device.toUpperCase()} (${reason}; ${threadsText()})`);
     element.dataset.device = device;
     return loaded;
   }
@@ -193,6 +202,7 @@ export function mount({ element, props, trigger, config }) {
     const metrics = {
       ...tokenMetrics(start, tokenTimes), device: model.device, load_seconds: model.loadSeconds,
       processing_seconds: processing, audio_seconds: seconds, rtfx: processing > 0 ? seconds / processing : null,
+      threads: T.env.backends.onnx.wasm.numThreads,
     };
     showMetrics(metrics);
     say(`done: ${file.name} on ${model.device.toUpperCase()}`);
@@ -217,7 +227,9 @@ export function mount({ element, props, trigger, config }) {
     const mute = context.createGain();
     mute.gain.value = 0;
     source.connect(node).connect(mute).connect(context.destination); // pulled, but silent
-    const processor = new OnlineASRProcessor({ minChunkSeconds: cfg.min_chunk_seconds, trimSeconds: cfg.trim_seconds });
+    const processor = new OnlineASRProcessor({
+      minChunkSeconds: cfg.min_chunk_seconds, trimSeconds: cfg.trim_seconds, maxBufferSeconds: cfg.max_buffer_seconds,
+    });
     const resampler = new Resampler(context.sampleRate, RATE);
     const s = { media, context, processor, start: now(), events: [], tokenTimes: [], processing: 0, iterations: 0, running: true };
     stream = s;
@@ -227,7 +239,8 @@ export function mount({ element, props, trigger, config }) {
     ui.mic.disabled = true;
     ui.stop.disabled = false;
     show("", "");
-    say(`listening on ${model.device.toUpperCase()} (${model.reason}): committed text is final, grey text may still change`);
+    s.listening = `listening on ${model.device.toUpperCase()} (${model.reason}; ${threadsText()}): committed text is final, grey text may still change`;
+    say(s.listening);
     s.loop = (async () => {
       while (s.running) {
         if (processor.ready) await step(s);
@@ -239,15 +252,21 @@ export function mount({ element, props, trigger, config }) {
   async function step(s) {
     const t0 = now();
     const result = await s.processor.processIter(async (audio) => {
+      s.maxBuffer = Math.max(s.maxBuffer || 0, audio.length / RATE);
       const out = await transcribe(audio, s.tokenTimes);
       return wordsFromChunks(out.chunks, audio.length / RATE);
     });
+    s.maxPass = Math.max(s.maxPass || 0, now() - t0);
     s.processing += now() - t0;
     s.iterations += 1;
     const committedAt = now();
-    for (const w of result.committed) s.events.push([committedAt, w.end]);
+    // [emission s since the stream started, word end s in the stream, word]: word latency, server side.
+    for (const w of result.committed) s.events.push([committedAt - s.start, w.end, w.text]);
     show(s.processor.committed.map((w) => w.text).join(" "), result.unconfirmed.map((w) => w.text).join(" "));
     element.dataset.iterations = String(s.iterations);
+    const pace = pacing({ streamSeconds: s.processor.streamSeconds, heardSeconds: s.processor.heardSeconds, minChunkSeconds: cfg.min_chunk_seconds });
+    s.behindMax = Math.max(s.behindMax || 0, pace.fallingBehind ? pace.behindSeconds : 0);
+    if (s.running) say(pace.fallingBehind ? `${pacingText(pace)} (this device is slower than the audio) · ${s.listening}` : s.listening);
   }
 
   async function stopMic() {
@@ -260,22 +279,27 @@ export function mount({ element, props, trigger, config }) {
     const audioSeconds = s.processor.bufferTimeOffset + s.processor.bufferSeconds;
     const committed = [...s.processor.committed];
     const tail = s.processor.finish(); // the last hypothesis' unconfirmed words become final (and reset)
+    const flushedAt = now() - s.start;
+    for (const w of tail.committed) s.events.push([flushedAt, w.end, w.text]);
     const text = [...committed, ...tail.committed].map((w) => w.text).join(" ").trim();
     s.context.close();
     stream = null;
     ui.mic.disabled = false;
     ui.stop.disabled = true;
     show(text);
-    const latency = commitLatency(s.events, s.start);
+    const latency = commitLatency(s.events, 0); // events are already in stream time
     const metrics = {
       ...tokenMetrics(s.start, s.tokenTimes), device: loaded.device, load_seconds: loaded.loadSeconds,
       processing_seconds: s.processing, audio_seconds: audioSeconds, rtfx: s.processing > 0 ? audioSeconds / s.processing : null,
       first_commit_latency: latency.firstCommitLatency, mean_commit_lag: latency.meanCommitLag, iterations: s.iterations,
+      threads: T.env.backends.onnx.wasm.numThreads, max_behind_seconds: s.behindMax || 0,
+      mean_pass_seconds: s.iterations ? s.processing / s.iterations : null, max_pass_seconds: s.maxPass || null,
+      max_buffer_seconds: s.maxBuffer || null,
     };
     loaded.loadSeconds = 0;
     showMetrics(metrics);
     say(`stopped: ${s.iterations} passes over the buffer`);
-    send({ mode: "stream", model: loaded.spec.key, device: loaded.device, text, metrics });
+    send({ mode: "stream", model: loaded.spec.key, device: loaded.device, text, metrics, events: s.events });
   }
 
   ui.load.addEventListener("click", () => guarded(load));

@@ -72,10 +72,19 @@ export class HypothesisBuffer {
 
 // The growing audio buffer and the committed words; the caller brings the model.
 // Call processIter whenever `ready` (at least minChunkSeconds of new audio), and finish() at the end.
+//
+// maxBufferSeconds bounds the audio one pass decodes, so a pass's time stays bounded and the lag
+// with it: past it, when no segment end inside the committed text allowed a cut, the buffer is cut
+// at the last committed word's end (committed audio is not decoded again), and a buffer with
+// nothing committed or pending in it (silence) keeps only its last SILENCE_KEEP_SECONDS. The
+// default, Infinity, is whisper_streaming's behaviour (and the Python twin's).
+export const SILENCE_KEEP_SECONDS = 2;
+
 export class OnlineASRProcessor {
-  constructor({ minChunkSeconds = 1.0, trimSeconds = 15, sampleRate = SAMPLE_RATE } = {}) {
+  constructor({ minChunkSeconds = 1.0, trimSeconds = 15, maxBufferSeconds = Infinity, sampleRate = SAMPLE_RATE } = {}) {
     this.minChunkSeconds = minChunkSeconds;
     this.trimSeconds = trimSeconds;
+    this.maxBufferSeconds = maxBufferSeconds;
     this.sampleRate = sampleRate;
     this.reset();
   }
@@ -87,6 +96,12 @@ export class OnlineASRProcessor {
     this.hypothesis = new HypothesisBuffer();
     this.committed = [];
     this._unprocessed = 0; // samples inserted since the last processIter
+    this.heardSeconds = 0; // stream time up to which the last pass heard the audio
+  }
+
+  // Stream time of the newest sample received.
+  get streamSeconds() {
+    return this.bufferTimeOffset + this.bufferSeconds;
   }
 
   get audio() {
@@ -130,6 +145,7 @@ export class OnlineASRProcessor {
   // async and returns {words, segmentEnds} with times relative to the buffer's start.
   async processIter(transcribe) {
     this._unprocessed = 0;
+    this.heardSeconds = this.streamSeconds;
     return this.applyHypothesis(await transcribe(this.audio, this.prompt()));
   }
 
@@ -139,7 +155,20 @@ export class OnlineASRProcessor {
     const committed = this.hypothesis.flush();
     this.committed.push(...committed);
     if (this.bufferSeconds > this.trimSeconds) this._trimAtSegment(segmentEnds);
+    if (this.bufferSeconds > this.maxBufferSeconds) this._trimToBound();
     return { committed, unconfirmed: this.hypothesis.complete() };
+  }
+
+  // Cut at the last committed word's end still in the buffer, or, with nothing committed or
+  // pending there, keep only the buffer's last SILENCE_KEEP_SECONDS.
+  _trimToBound() {
+    const inBuffer = this.hypothesis.committedInBuffer;
+    if (inBuffer.length) {
+      const end = inBuffer[inBuffer.length - 1].end;
+      if (end > this.bufferTimeOffset) this.chunkAt(end);
+    } else if (!this.hypothesis.buffer.length) {
+      this.chunkAt(this.streamSeconds - SILENCE_KEEP_SECONDS);
+    }
   }
 
   // Cut at the last segment end (never the final one) inside the committed text.
@@ -170,6 +199,20 @@ export class OnlineASRProcessor {
     this.reset();
     return { committed: tail, unconfirmed: [] };
   }
+}
+
+// How far the model trails the microphone once a pass has ended: the audio that arrived while it
+// ran, unheard yet. A device keeps up while that stays near minChunkSeconds (passes as fast as
+// the audio comes); past minChunkSeconds + toleranceSeconds a word waits that long before any
+// pass hears it, and about as long again for the pass that confirms it: the device is falling
+// behind, and the page says so with the figure rather than lag silently.
+export function pacing({ streamSeconds, heardSeconds, minChunkSeconds, toleranceSeconds = 2 }) {
+  const behindSeconds = Math.max(0, streamSeconds - heardSeconds);
+  return { behindSeconds, fallingBehind: behindSeconds > minChunkSeconds + toleranceSeconds };
+}
+
+export function pacingText({ behindSeconds, fallingBehind }) {
+  return fallingBehind ? `falling behind: ${behindSeconds.toFixed(1)} s` : "";
 }
 
 // events: one [wall time of commit, word end in stream time] per committed word; streamStart: the
