@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import gradio as gr
 import pandas as pd
 
+from explorer import display
 from explorer.audio import Audio, AudioError
 from explorer.compare import REFERENCE, Comparison, compare
 from explorer.scoring import AlignedWord
@@ -40,11 +41,10 @@ TABLE_COLUMNS = [
 ]  # fmt: skip
 # Short display names keep the table narrow; the exports keep the full column names.
 TABLE_HEADERS = {
-    "substitutions": "sub", "deletions": "del", "insertions": "ins", "ttft_seconds": "ttft s", "itl_seconds": "itl s",
-    "processing_seconds": "processing s", "load_seconds": "load s", "audio_seconds": "audio s",
-    "cost_per_audio_hour": "$ / audio h", "environment": "run on",
+    "wer": "WER", "cer": "CER", "substitutions": "sub", "deletions": "del", "insertions": "ins", "rtfx": "RTFx",
+    "ttft_seconds": "TTFT", "itl_seconds": "ITL", "processing_seconds": "processing", "load_seconds": "load",
+    "audio_seconds": "audio", "cost_per_audio_hour": "$ / audio h", "environment": "run on",
 }  # fmt: skip
-PLOT_COLUMNS = ["model", "rtfx", "wer"]
 EMPTY_TABLE = pd.DataFrame(columns=[TABLE_HEADERS.get(c, c) for c in TABLE_COLUMNS])
 USER_ERRORS = (AudioError, ModelError, ValueError)
 
@@ -111,11 +111,12 @@ def rtfx_note(num_workers: int) -> str:
 
 # -- views of a Comparison ------------------------------------------------------------------------
 def table_frame(c: Comparison) -> pd.DataFrame:
-    return c.frame[TABLE_COLUMNS].round(3).rename(columns=TABLE_HEADERS)
+    """The comparison as people read it (percentages, "12.3×", seconds); the exports keep raw numbers."""
+    return display.frame(c.frame[TABLE_COLUMNS]).rename(columns=TABLE_HEADERS)
 
 
 def plot_frame(c: Comparison) -> pd.DataFrame:
-    return c.frame[PLOT_COLUMNS].dropna().astype({"rtfx": float, "wer": float})
+    return display.plot_points(c.frame)
 
 
 def plot_note(c: Comparison) -> str:
@@ -223,8 +224,8 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
         with gr.Column(scale=2):
             note = gr.Markdown()
             plot = gr.ScatterPlot(
-                x="rtfx", y="wer", color="model",
-                x_title="RTFx (audio s / processing s)", y_title="WER", label="WER vs RTFx",
+                x="rtfx", y="wer_percent", color="model", x_title=display.RTFX_AXIS, y_title=display.WER_AXIS,
+                label="WER vs RTFx", tooltip="all",
             )  # fmt: skip
             exports = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
             with gr.Accordion("Comparison as JSON", open=False):

@@ -7,7 +7,7 @@ from typing import Optional
 import gradio as gr
 import pandas as pd
 
-from explorer import catalog, formats
+from explorer import catalog, display, formats
 from explorer.audio import AudioError
 from explorer.service import ModelError, ModelService
 from explorer.types import Transcription
@@ -29,7 +29,8 @@ def describe_model(service: ModelService, key: str) -> str:
     spec = catalog.get(key)
     avail = service.availability[key]
     failed = service.failed.get(key)
-    lines = [f"**{avail.label}**: {failed or avail.reason}", f"Weights: {spec.source}"]
+    # The page is public: a reason names no server path (the log has it).
+    lines = [f"**{avail.label}**: {catalog.without_paths(failed or avail.reason)}", f"Weights: {spec.source}"]
     if spec.gated:
         lines.append("Gated on the Hub (needs `HF_TOKEN`).")
     if spec.trust_remote_code:
@@ -38,8 +39,8 @@ def describe_model(service: ModelService, key: str) -> str:
 
 
 def segments_frame(t: Optional[Transcription]) -> pd.DataFrame:
-    rows = [(round(s.start, 2), round(s.end, 2), s.text.strip()) for s in (t.segments if t else ())]
-    return pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
+    rows = [(s.start, s.end, s.text.strip()) for s in (t.segments if t else ())]
+    return display.frame(pd.DataFrame(rows, columns=SEGMENT_COLUMNS))
 
 
 def write_downloads(t: Transcription) -> list[str]:
