@@ -17,6 +17,7 @@ import pandas as pd
 MISSING = "–"
 RTFX_AXIS = "RTFx (×, higher is faster)"
 WER_AXIS = "WER (%, lower is better)"
+AXIS_FORMAT = ",.1~f"  # d3-format for the plots' ticks: "6.4", "1,234", never "6.425722"
 
 
 def _finite(value) -> Optional[float]:

@@ -71,3 +71,36 @@ def test_every_figure_column_of_the_tabs_has_a_format():
     for name in [*compare.TABLE_COLUMNS, *evaluate.LEADERBOARD_COLUMNS, *evaluate.ROW_COLUMNS, *batch.TABLE_COLUMNS]:
         assert name in text or display.column_format(name) is not None, name
     assert not re.search(r"\d\.\d{3,}", display.frame(pd.DataFrame({"rtfx": [6.425722], "processing_seconds": [2.786123]})).to_csv())
+
+
+def _job(n: int, batch: str, name: str, status: str, text: str = "", audio: float = 7.1, processing: float = 1.0, error: str = ""):
+    from explorer.jobs import Job
+    from explorer.types import Metrics, TranscribeOptions, Transcription
+
+    metrics = Metrics(audio, 0.0, processing, None, None, "segment", 1, audio / processing)
+    result = Transcription("faster-whisper/tiny.en", text, (), "en", TranscribeOptions(), metrics) if status == "completed" else None
+    return Job(f"id{n}", n, "s", batch, name, "faster-whisper/tiny.en", TranscribeOptions(), status, audio if status != "failed" else 0.0,
+               0.0, error=error, result=result)  # fmt: skip
+
+
+def test_the_batch_table_reads_in_place_and_each_batch_has_a_summary_line():
+    from explorer.ui.batch import batch_summary, jobs_frame, short_name
+
+    long = "librivox-austen-pride-and-prejudice-chapter-one-read-by-a-volunteer-0870.wav"
+    words = "and mister john dashwood had then leisure to consider how much"
+    jobs = [
+        _job(1, "b1", "a.wav", "completed", "hello there", audio=10.0, processing=2.0),
+        _job(2, "b2", long, "completed", words, audio=60.0, processing=4.0),
+        _job(3, "b2", "notes.wav", "failed", error="The file is not audio: no decoder recognises it"),
+        _job(4, "b2", "c.wav", "queued"),
+    ]
+    frame = jobs_frame(jobs)
+    assert frame["preview"].tolist() == ["hello there", "and mister john dashwood had then leisure to …", "", ""]
+    assert frame["file"][1] == short_name(long) and len(short_name(long)) == 32 and short_name(long).endswith("-0870.wav")
+    assert frame["RTFx"].tolist()[:2] == ["5.0×", "15.0×"] and frame["audio"][1] == "1 min 0 s"
+    summary = batch_summary(jobs)
+    newest, older = summary.split("</li>")[:2]
+    assert "Batch 2" in newest and "3 files" in newest and "1 min 7 s of audio" in newest
+    assert "RTFx 15.0×" in newest  # total audio / total processing of its completed jobs
+    assert "1 failed (notes.wav: The file is not audio: no decoder recognises it)" in newest
+    assert "Batch 1" in older and "1 file ·" in older and "0 failed" in older

@@ -28,7 +28,7 @@ STREAM_TICK_SECONDS = 0.1
 
 def stream_html(committed: str, unconfirmed: str) -> str:
     """Committed text as is, the unconfirmed tail muted: the same look as the browser's."""
-    tail = f" <span style='opacity:0.45;font-style:italic'>{html.escape(unconfirmed)}</span>" if unconfirmed else ""
+    tail = f" <span style='opacity:0.7;font-style:italic'>{html.escape(unconfirmed)}</span>" if unconfirmed else ""
     return f"<div>{html.escape(committed)}{tail}</div>"
 
 

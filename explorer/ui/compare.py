@@ -19,7 +19,6 @@ from explorer.service import ModelError, ModelService
 from explorer.types import TranscribeOptions, Transcription
 from explorer.ui.widgets import (
     AUTO,
-    SAMPLES,
     BrowserResults,
     as_transcription,
     browser_component,
@@ -28,6 +27,7 @@ from explorer.ui.widgets import (
     metric_cards,
     model_choices,
     output_folder,
+    sample_examples,
     warnings_markdown,
 )
 
@@ -202,7 +202,7 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
             vad_filter = gr.Checkbox(True, label="Skip non-speech (VAD)")
             button = gr.Button("Compare", variant="primary")
             gr.Markdown(rtfx_note(settings.num_workers))
-            gr.Examples([[str(p)] for p in sorted(SAMPLES.glob("*.wav"))], inputs=[audio], label="Sample clips")
+            sample_examples(audio, "Sample clips", "compare-samples")
         with gr.Column(scale=3):
             slots = []
             for i in range(MAX_MODELS):
@@ -225,7 +225,7 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
             note = gr.Markdown()
             plot = gr.ScatterPlot(
                 x="rtfx", y="wer_percent", color="model", x_title=display.RTFX_AXIS, y_title=display.WER_AXIS,
-                label="WER vs RTFx", tooltip="all",
+                label="WER vs RTFx", tooltip="all", x_axis_format=display.AXIS_FORMAT, y_axis_format=display.AXIS_FORMAT,
             )  # fmt: skip
             exports = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
             with gr.Accordion("Comparison as JSON", open=False):
@@ -277,8 +277,13 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
         return run
 
     def show_comparison(request, reference, against, *results):
+        """The summary of the finished slots: first emptied, then filled (Gradio 6.17 keeps a
+        Dataframe's rendered rows and a plot's colour domain from their first non-empty value,
+        gradio-app/gradio#13611, fixed by #13744). One event, so that a later trigger's summary
+        never lands before an earlier one's (two chained events could, and left a model out)."""
         c, waiting = comparison_so_far(request, reference, against, results, settings.device_price_per_hour)
-        return {
+        yield {table: EMPTY_TABLE, plot: None}
+        yield {
             table: table_frame(c),
             pending: waiting,
             aligned: alignment_html(c),
@@ -326,15 +331,11 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
             slot_runner(i), [request], [slot.transcript, slot.status, slot.cards, slot.result],
             api_visibility="private", concurrency_id="models", concurrency_limit=settings.num_workers,
         )  # fmt: skip
-    # Gradio 6.17 keeps a Dataframe's rendered rows and a plot's colour domain from their first
-    # non-empty value (gradio-app/gradio#13611, fixed by #13744): empty both, then fill them.
     gr.on(
         [reference.blur, against.change, browser_result.change, *[s.result.change for s in slots]],
-        lambda: (EMPTY_TABLE, None), None,
-        [table, plot], api_visibility="private", queue=False, trigger_mode="always_last",
-    ).then(
         show_comparison, [request, reference, against, *[s.result for s in slots], browser_result],
-        [table, pending, aligned, note, plot, exports, answer], api_visibility="private", queue=False,
+        [table, pending, aligned, note, plot, exports, answer], api_visibility="private", trigger_mode="always_last",
+        concurrency_limit=None,
     )  # fmt: skip
     if in_browser is not None:
 

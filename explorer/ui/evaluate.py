@@ -243,7 +243,7 @@ def build_evaluate(service: ModelService, settings) -> None:
     board = gr.Dataframe(label="Leaderboard (lower WER is better; higher RTFx is faster)", interactive=False)
     plot = gr.ScatterPlot(
         x="rtfx", y="wer_percent", color="model", x_title=display.RTFX_AXIS, y_title=display.WER_AXIS,
-        label="Accuracy against speed", tooltip="all",
+        label="Accuracy against speed", tooltip="all", x_axis_format=display.AXIS_FORMAT, y_axis_format=display.AXIS_FORMAT,
     )  # fmt: skip
     table = gr.Dataframe(label="Per utterance", interactive=False, wrap=True)
     downloads = gr.File(label="Results (CSV, JSON)", file_count="multiple", interactive=False)

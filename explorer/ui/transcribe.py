@@ -12,12 +12,12 @@ from explorer.audio import AudioError
 from explorer.service import ModelError, ModelService
 from explorer.types import Transcription
 from explorer.ui.widgets import (
-    SAMPLES,
     language_choices,
     make_options,
     metric_cards,
     model_choices,
     output_folder,
+    sample_examples,
     user_error,
     warnings_markdown,
 )
@@ -105,11 +105,7 @@ def build_transcribe(service: ModelService, settings) -> None:
                 vad_filter = gr.Checkbox(True, label="Skip non-speech (VAD)")
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio")
             button = gr.Button("Transcribe", variant="primary")
-            gr.Examples(
-                [[str(p)] for p in sorted(SAMPLES.glob("*.wav"))],
-                inputs=[audio],
-                label="Sample clips (LibriVox, public domain; see explorer/samples/SOURCES.md)",
-            )
+            sample_examples(audio, "Sample clips (LibriVox, public domain; see explorer/samples/SOURCES.md)", "transcribe-samples")
         with gr.Column(scale=3):
             transcript = gr.Textbox(label="Transcript", lines=6, interactive=False)
             warnings = gr.Markdown()

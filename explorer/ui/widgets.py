@@ -29,6 +29,14 @@ from explorer.types import Metrics, TranscribeOptions, Transcription
 
 log = logging.getLogger(__name__)
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def sample_examples(audio: gr.Audio, label: str, elem_id: str) -> gr.Examples:
+    """The sample clips as examples for `audio`, each a button named after its file (Gradio's
+    default shows an unnamed player icon, which screen readers announce as a bare button)."""
+    paths = sorted(SAMPLES.glob("*.wav"))
+    return gr.Examples([[str(p)] for p in paths], inputs=[audio], label=label, elem_id=elem_id,
+                       example_labels=[f"▶ {p.stem}" for p in paths])  # fmt: skip
 AUTO = "auto"
 
 
