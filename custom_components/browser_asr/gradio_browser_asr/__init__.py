@@ -98,9 +98,6 @@ CSS = """
   background: var(--button-secondary-background-fill); border: var(--button-border-width) solid var(--button-secondary-border-color);
   border-radius: var(--button-large-radius); font-size: var(--button-large-text-size); font-weight: var(--button-large-text-weight); cursor: pointer; }
 .basr button:hover:not(:disabled) { background: var(--button-secondary-background-fill-hover); }
-.basr button.basr-load { color: var(--button-primary-text-color); background: var(--button-primary-background-fill);
-  border-color: var(--button-primary-border-color); }
-.basr button.basr-load:hover:not(:disabled) { background: var(--button-primary-background-fill-hover); }
 .basr button:disabled { opacity: 0.5; cursor: not-allowed; }
 .basr select:focus-visible, .basr button:focus-visible, .basr input:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 2px; }
 .basr-status { color: var(--body-text-color); font-size: var(--text-sm); }
