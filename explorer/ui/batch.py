@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import html
 import secrets
+import textwrap
 import time
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def batch_summary(jobs: list[Job]) -> str:
         audio = sum(j.audio_seconds for j in group)
         speed = metrics.rtfx(sum(j.result.metrics.audio_seconds for j in done), sum(j.result.metrics.processing_seconds for j in done))
         failed = [j for j in group if j.status == "failed"]
-        reasons = "; ".join(f"{html.escape(short_name(j.filename))}: {html.escape(j.error[:REASON_CHARS])}" for j in failed[:3])
+        reasons = "; ".join(f"{html.escape(short_name(j.filename))}: {html.escape(textwrap.shorten(j.error, REASON_CHARS, placeholder=" …"))}" for j in failed[:3])
         more = f"; {len(failed) - 3} more" if len(failed) > 3 else ""
         parts = [
             f"{display.count(len(group))} file{'s' if len(group) != 1 else ''}",
