@@ -86,13 +86,13 @@ def batch_summary(jobs: list[Job]) -> str:
         audio = sum(j.audio_seconds for j in group)
         speed = metrics.rtfx(sum(j.result.metrics.audio_seconds for j in done), sum(j.result.metrics.processing_seconds for j in done))
         failed = [j for j in group if j.status == "failed"]
-        reasons = "; ".join(f"{html.escape(short_name(j.filename))}: {html.escape(textwrap.shorten(j.error, REASON_CHARS, placeholder=" …"))}" for j in failed[:3])
+        reasons = "; ".join(f"{short_name(j.filename)}: {textwrap.shorten(j.error, REASON_CHARS, placeholder=' …')}" for j in failed[:3])
         more = f"; {len(failed) - 3} more" if len(failed) > 3 else ""
         parts = [
             f"{display.count(len(group))} file{'s' if len(group) != 1 else ''}",
             f"{display.duration(audio)} of audio",
             f"RTFx {display.rtfx(speed) if done else display.MISSING}",
-            f"{len(failed)} failed" + (f" ({reasons}{more})" if failed else ""),
+            f"{len(failed)} failed" + (f" ({html.escape(reasons)}{more})" if failed else ""),
         ]
         lines.append(f"<li><strong>Batch {n}</strong>: {' · '.join(parts)}</li>")
     return f"<ul class='batch-summary'>{''.join(lines)}</ul>" if lines else ""
