@@ -95,7 +95,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def _seconds(value: Optional[float]) -> str:
-    return "n/a" if value is None else f"{value:.2f} s"
+    from explorer import display
+
+    return "n/a" if value is None else display.seconds(value)
 
 
 def _tail(text: str, size: int = 100) -> str:
@@ -105,6 +107,7 @@ def _tail(text: str, size: int = 100) -> str:
 def stream(args: argparse.Namespace) -> int:
     import json
 
+    from explorer import display
     from explorer.audio import AudioError
     from explorer.config import Settings
     from explorer.scoring import score
@@ -135,7 +138,7 @@ def stream(args: argparse.Namespace) -> int:
     result = report.to_dict()
     if args.reference is not None:
         scored = score(args.reference, report.text, args.language, args.normalizer)
-        print(f"WER                   {scored.wer:.3f} ({scored.word_errors}/{scored.reference_words} words, {scored.normalizer})")
+        print(f"WER                   {display.percent(scored.wer)} ({scored.word_errors}/{scored.reference_words} words, {scored.normalizer})")
         result["score"] = asdict(scored)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False))
@@ -195,7 +198,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from tqdm import tqdm
 
-    from explorer import catalog
+    from explorer import catalog, display
     from explorer.config import Settings
     from explorer import scoring
     from explorer.evaluate import (
@@ -243,8 +246,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     by_dataset = summarize_datasets(rows, args.language) if len(data) > 1 else None
     if by_dataset is not None:
-        print(by_dataset.to_string(index=False), end="\n\n")
-    print(summary.to_string(index=False))
+        print(display.frame(by_dataset).to_string(index=False), end="\n\n")
+    print(display.frame(summary).to_string(index=False))  # as the tabs show it; --out keeps the numbers
     for row in rows[rows["error"] != ""].itertuples():
         print(f"failed: {row.model} {row.id}: {row.error}", file=sys.stderr)
     if args.out:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-from explorer import zoo
+from explorer import display, zoo
 from explorer.config import Settings
 from explorer.engines import ENGINE_PACKAGES
 
@@ -251,7 +251,7 @@ def availability(spec: ModelSpec, settings: Settings, online: bool) -> Availabil
         return Availability("unavailable", f"offline, and {spec.hub_repo} is not in the local cache")
     if spec.gated and not settings.hf_token:
         return Availability("unavailable", f"gated on the Hub: set HF_TOKEN for an account with access to {spec.hub_repo}")
-    return Availability("downloadable", f"will download ~{spec.size_mb} MB from {spec.hub_repo}", spec.hub_repo)
+    return Availability("downloadable", f"will download ~{display.megabytes(spec.size_mb)} from {spec.hub_repo}", spec.hub_repo)
 
 
 def check_all(settings: Settings, online: Optional[bool] = None) -> dict[str, Availability]:

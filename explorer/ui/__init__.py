@@ -17,9 +17,10 @@ from explorer.ui.transcribe import build_transcribe
 CSS = """
 .metric-cards {display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 8px;}
 .metric {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px;}
-.metric-name {font-size: 0.8em; opacity: 0.7;}
+.metric-name {font-size: 0.8em; opacity: 0.8;}
 .metric-value {font-size: 1.4em; font-weight: 600;}
-.metric-help {font-size: 0.7em; opacity: 0.6;}
+.metric-help {font-size: 0.75em; opacity: 0.8;}
+.batch-summary {margin: 0; padding-left: 1.2em;}
 .align-legend {display: flex; gap: 12px; margin-bottom: 8px; font-size: 0.9em;}
 .align-model {margin-bottom: 10px;}
 .align-name {font-weight: 600;}

@@ -10,13 +10,16 @@ per session and in all; the job endpoints share one concurrency group (JOB_API_C
 from __future__ import annotations
 
 import asyncio
+import html
 import secrets
+import textwrap
 import time
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
+from explorer import display, metrics
 from explorer.batch import BatchRunner, JobError, finished, job_row
 from explorer.jobs import Job
 from explorer.service import ModelService
@@ -24,13 +27,19 @@ from explorer.sessions import LimitReached, SessionSlots
 from explorer.ui.widgets import language_choices, make_options, model_choices, reachable_workers, user_error, warnings_markdown, worker_records
 from explorer.ui.widgets import output_folder
 
-TABLE_COLUMNS = ["file", "status", "model", "audio_seconds", "rtfx", "seconds", "batch_size", "error", "id", "environment"]
+TABLE_COLUMNS = ["file", "status", "preview", "audio_seconds", "rtfx", "seconds", "model", "error", "batch_size", "id", "environment"]
+# The jobs table's headers; its figures read as in every tab (explorer.display), /jobs keeps numbers.
+TABLE_HEADERS = {"audio_seconds": "audio", "rtfx": "RTFx", "seconds": "took", "batch_size": "batched"}
+PREVIEW_WORDS = 8
+FILE_CHARS = 32  # longer file names keep their start and end around "…"
+REASON_CHARS = 90
+SUMMARY_BATCHES = 3
 WORKER_COLUMNS = ["worker", "models_loaded", "jobs_done", "running", "up_seconds", "seen_seconds_ago"]
 WATCH_SECONDS = 0.5
 # A watcher repeats its last update this often while nothing changes: Gradio notices a client that
 # left only when a generator yields, and only then closes it (and its watcher slot is given back).
 WATCH_KEEPALIVE_SECONDS = 2.0
-EMPTY_TABLE = pd.DataFrame(columns=TABLE_COLUMNS)
+EMPTY_TABLE = pd.DataFrame(columns=[TABLE_HEADERS.get(c, c) for c in TABLE_COLUMNS])
 
 
 def browser_secret(data_dir: Path) -> str:
@@ -44,8 +53,49 @@ def browser_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def preview(job: Job, words: int = PREVIEW_WORDS) -> str:
+    """The first words of a job's transcript, so a result reads in place."""
+    found = (job.result.text if job.result else "").split()
+    return " ".join(found[:words]) + (" …" if len(found) > words else "")
+
+
+def short_name(name: str, limit: int = FILE_CHARS) -> str:
+    """A long file name with its middle left out: the start and the end tell files apart."""
+    if len(name) <= limit:
+        return name
+    tail = limit // 2
+    return name[: limit - tail - 1] + "…" + name[-tail:]
+
+
 def jobs_frame(jobs: list[Job]) -> pd.DataFrame:
-    return pd.DataFrame([job_row(j) for j in jobs], columns=TABLE_COLUMNS)
+    rows = [{**job_row(j), "preview": preview(j)} for j in jobs]
+    table = display.frame(pd.DataFrame(rows, columns=TABLE_COLUMNS))
+    table["file"] = [short_name(str(name)) for name in table["file"]]
+    return table.rename(columns=TABLE_HEADERS)
+
+
+def batch_summary(jobs: list[Job]) -> str:
+    """One line per batch (the latest SUMMARY_BATCHES, newest first): its files, audio length,
+    RTFx over its completed jobs (total audio / total processing) and its failures with their reasons."""
+    batches: dict[str, list[Job]] = {}
+    for job in jobs:
+        batches.setdefault(job.batch, []).append(job)
+    lines = []
+    for n, group in reversed(list(enumerate(batches.values(), 1))[-SUMMARY_BATCHES:]):
+        done = [j for j in group if j.status == "completed" and j.result]
+        audio = sum(j.audio_seconds for j in group)
+        speed = metrics.rtfx(sum(j.result.metrics.audio_seconds for j in done), sum(j.result.metrics.processing_seconds for j in done))
+        failed = [j for j in group if j.status == "failed"]
+        reasons = "; ".join(f"{short_name(j.filename)}: {textwrap.shorten(j.error, REASON_CHARS, placeholder=' …')}" for j in failed[:3])
+        more = f"; {len(failed) - 3} more" if len(failed) > 3 else ""
+        parts = [
+            f"{display.count(len(group))} file{'s' if len(group) != 1 else ''}",
+            f"{display.duration(audio)} of audio",
+            f"RTFx {display.rtfx(speed) if done else display.MISSING}",
+            f"{len(failed)} failed" + (f" ({html.escape(reasons)}{more})" if failed else ""),
+        ]
+        lines.append(f"<li><strong>Batch {n}</strong>: {' · '.join(parts)}</li>")
+    return f"<ul class='batch-summary'>{''.join(lines)}</ul>" if lines else ""
 
 
 def job_view(data: dict) -> dict[str, object]:
@@ -54,11 +104,11 @@ def job_view(data: dict) -> dict[str, object]:
     "segments" (a table)."""
     result = data.get("result") or {}
     warnings = dict.fromkeys([*data.get("warnings", ()), *result.get("warnings", ())])
-    rows = [(round(s["start"], 2), round(s["end"], 2), s["text"].strip()) for s in result.get("segments", [])]
+    rows = [(s["start"], s["end"], s["text"].strip()) for s in result.get("segments", [])]
     return {
         "transcript": result.get("text") or data.get("error") or f"({data['status']})",
         "warnings": warnings_markdown(warnings),
-        "segments": pd.DataFrame(rows, columns=["start", "end", "text"]),
+        "segments": display.frame(pd.DataFrame(rows, columns=["start", "end", "text"])),
     }
 
 
@@ -197,7 +247,11 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
             )
         with gr.Column(scale=2):
             status = gr.Markdown()
-            table = gr.Dataframe(headers=TABLE_COLUMNS, label="Jobs (this session)", interactive=False, wrap=True)
+            summary = gr.HTML(elem_classes="batch-summaries")
+            table = gr.Dataframe(
+                EMPTY_TABLE, label="Jobs (this session): click a row to open it", interactive=False, wrap=True,
+                max_chars=120,
+            )  # fmt: skip
             with gr.Row():
                 export = gr.Button("Export all (CSV, JSON, SRT zip)")
                 delete_all = gr.Button("Delete all", variant="stop")
@@ -208,7 +262,7 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         worker_rows = gr.State(-1)
     with gr.Accordion("Job", open=True):
         with gr.Row():
-            job_id = gr.Textbox(label="Job id (click a row above)")
+            job_id = gr.Textbox(label="Job id (click a row of the jobs table)")
             other_model = gr.Dropdown(model_choices(service), value=None, label="Resubmit with (empty = same model)")
         with gr.Row():
             open_job = gr.Button("Open")
@@ -242,9 +296,10 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
     def refresh(token):
         token = own_token(token)
         if not token:
-            return "No jobs in this session yet.", jobs_frame([])
+            return "No jobs in this session yet.", "", jobs_frame([])
         try:
-            return progress_markdown(runner.counts(token)), jobs_frame(runner.jobs(token)[:page])
+            jobs = runner.jobs(token)
+            return progress_markdown(runner.counts(token)), batch_summary(jobs), jobs_frame(jobs[:page])
         except errors as exc:
             raise user_error(exc) from exc
 
@@ -256,11 +311,12 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
     async def ui_watch(token, batch, rows, progress=gr.Progress()):
         """This batch's progress and the session's table while it runs (row-count workaround as in resize)."""
         async for update in watch_batch(token, batch, progress):
-            frame = jobs_frame((await asyncio.to_thread(runner.jobs, token))[:page])
+            jobs = await asyncio.to_thread(runner.jobs, token)
+            frame = jobs_frame(jobs[:page])
             if len(frame) != rows:
-                yield gr.skip(), frame.iloc[:0], len(frame)
+                yield gr.skip(), gr.skip(), frame.iloc[:0], len(frame)
             rows = len(frame)
-            yield progress_markdown(update["counts"]), frame, rows  # counts of this batch
+            yield progress_markdown(update["counts"]), batch_summary(jobs), frame, rows  # counts of this batch
 
     def resize(token, rows):
         """Gradio 6.17 keeps a Dataframe's rendered row count from its first non-empty value
@@ -289,23 +345,25 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
     submit.click(
         ui_submit, [files, folder, model, language, task, beam_size, word_timestamps, vad_filter, token],
         [token, batch, files, folder], concurrency_id="batch-submit", concurrency_limit=2, **private,
-    ).success(ui_watch, [token, batch, rows], [status, table, rows], concurrency_limit=None, **private)  # fmt: skip
+    ).success(ui_watch, [token, batch, rows], [status, summary, table, rows], concurrency_limit=None, **private)  # fmt: skip
     timer.tick(resize, [token, rows], [table, rows], queue=False, **private).then(
-        refresh, token, [status, table], queue=False, **private
+        refresh, token, [status, summary, table], queue=False, **private
     )
     workers_box.expand(lambda: gr.Timer(active=True), None, workers_timer, queue=False, **private)
     workers_box.collapse(lambda: gr.Timer(active=False), None, workers_timer, queue=False, **private)
     workers_timer.tick(resize_workers, worker_rows, [workers_table, worker_rows], queue=False, **private).then(
         show_workers, None, [workers_note, workers_table], queue=False, **private
     )
-    table.select(on_select, table, job_id, queue=False, **private)
-    open_job.click(ui_open, [token, job_id], [detail, player, transcript, warnings_note, segments], **job_api, **private)
-    cancel_button.click(lambda t, j: cancel_job(t, j) and None, [token, job_id], None, **job_api, **private).then(refresh, token, [status, table], **private)
-    delete_button.click(lambda t, j: delete_job(t, j) and None, [token, job_id], None, **job_api, **private).then(refresh, token, [status, table], **private)
+    job_view_outputs = [detail, player, transcript, warnings_note, segments]
+    # A click on a row opens its job at once (Open does the same for an id typed or pasted).
+    table.select(on_select, table, job_id, queue=False, **private).success(ui_open, [token, job_id], job_view_outputs, **job_api, **private)
+    open_job.click(ui_open, [token, job_id], job_view_outputs, **job_api, **private)
+    cancel_button.click(lambda t, j: cancel_job(t, j) and None, [token, job_id], None, **job_api, **private).then(refresh, token, [status, summary, table], **private)
+    delete_button.click(lambda t, j: delete_job(t, j) and None, [token, job_id], None, **job_api, **private).then(refresh, token, [status, summary, table], **private)
     resubmit_button.click(
         lambda t, j, m: resubmit(t, j, m or "")["id"], [token, job_id, other_model], job_id, **job_api, **private
-    ).then(refresh, token, [status, table], **private)
-    delete_all.click(lambda t: delete_job(t, "*") and None, token, None, **job_api, **private).then(refresh, token, [status, table], **private)
+    ).then(refresh, token, [status, summary, table], **private)
+    delete_all.click(lambda t: delete_job(t, "*") and None, token, None, **job_api, **private).then(refresh, token, [status, summary, table], **private)
     export.click(lambda t: export_jobs(t, ""), token, exports, **job_api, **private)
 
     # -- API endpoints (token and ids as plain parameters) -------------------------------------

@@ -28,7 +28,7 @@ STREAM_TICK_SECONDS = 0.1
 
 def stream_html(committed: str, unconfirmed: str) -> str:
     """Committed text as is, the unconfirmed tail muted: the same look as the browser's."""
-    tail = f" <span style='opacity:0.45;font-style:italic'>{html.escape(unconfirmed)}</span>" if unconfirmed else ""
+    tail = f" <span style='opacity:0.7;font-style:italic'>{html.escape(unconfirmed)}</span>" if unconfirmed else ""
     return f"<div>{html.escape(committed)}{tail}</div>"
 
 
@@ -84,7 +84,7 @@ def build_server_stream(service: ModelService, settings: Settings) -> None:
             log.info("server stream on %s %s after %d passes", model, outcome, passes)
 
     gr.Markdown(
-        "### Server streaming (simulation)\nThe same policy in Python (`explorer/local_agreement.py`) with "
+        "## Server streaming (simulation)\nThe same policy in Python (`explorer/local_agreement.py`) with "
         "faster-whisper: the file is fed at real-time pace, one pass per second of new audio, and the same "
         "first-commit latency and mean commit lag are reported, so browser and server streaming compare on one clip."
     )

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import gradio as gr
 import pandas as pd
 
+from explorer import display
 from explorer.audio import Audio, AudioError
 from explorer.compare import REFERENCE, Comparison, compare
 from explorer.scoring import AlignedWord
@@ -18,7 +19,6 @@ from explorer.service import ModelError, ModelService
 from explorer.types import TranscribeOptions, Transcription
 from explorer.ui.widgets import (
     AUTO,
-    SAMPLES,
     BrowserResults,
     as_transcription,
     browser_component,
@@ -27,6 +27,7 @@ from explorer.ui.widgets import (
     metric_cards,
     model_choices,
     output_folder,
+    sample_examples,
     warnings_markdown,
 )
 
@@ -40,11 +41,10 @@ TABLE_COLUMNS = [
 ]  # fmt: skip
 # Short display names keep the table narrow; the exports keep the full column names.
 TABLE_HEADERS = {
-    "substitutions": "sub", "deletions": "del", "insertions": "ins", "ttft_seconds": "ttft s", "itl_seconds": "itl s",
-    "processing_seconds": "processing s", "load_seconds": "load s", "audio_seconds": "audio s",
-    "cost_per_audio_hour": "$ / audio h", "environment": "run on",
+    "wer": "WER", "cer": "CER", "substitutions": "sub", "deletions": "del", "insertions": "ins", "rtfx": "RTFx",
+    "ttft_seconds": "TTFT", "itl_seconds": "ITL", "processing_seconds": "processing", "load_seconds": "load",
+    "audio_seconds": "audio", "cost_per_audio_hour": "$ / audio h", "environment": "run on",
 }  # fmt: skip
-PLOT_COLUMNS = ["model", "rtfx", "wer"]
 EMPTY_TABLE = pd.DataFrame(columns=[TABLE_HEADERS.get(c, c) for c in TABLE_COLUMNS])
 USER_ERRORS = (AudioError, ModelError, ValueError)
 
@@ -111,11 +111,12 @@ def rtfx_note(num_workers: int) -> str:
 
 # -- views of a Comparison ------------------------------------------------------------------------
 def table_frame(c: Comparison) -> pd.DataFrame:
-    return c.frame[TABLE_COLUMNS].round(3).rename(columns=TABLE_HEADERS)
+    """The comparison as people read it (percentages, "12.3×", seconds); the exports keep raw numbers."""
+    return display.frame(c.frame[TABLE_COLUMNS]).rename(columns=TABLE_HEADERS)
 
 
 def plot_frame(c: Comparison) -> pd.DataFrame:
-    return c.frame[PLOT_COLUMNS].dropna().astype({"rtfx": float, "wer": float})
+    return display.plot_points(c.frame)
 
 
 def plot_note(c: Comparison) -> str:
@@ -201,7 +202,7 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
             vad_filter = gr.Checkbox(True, label="Skip non-speech (VAD)")
             button = gr.Button("Compare", variant="primary")
             gr.Markdown(rtfx_note(settings.num_workers))
-            gr.Examples([[str(p)] for p in sorted(SAMPLES.glob("*.wav"))], inputs=[audio], label="Sample clips")
+            sample_examples(audio, "Sample clips", "compare-samples")
         with gr.Column(scale=3):
             slots = []
             for i in range(MAX_MODELS):
@@ -223,8 +224,8 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
         with gr.Column(scale=2):
             note = gr.Markdown()
             plot = gr.ScatterPlot(
-                x="rtfx", y="wer", color="model",
-                x_title="RTFx (audio s / processing s)", y_title="WER", label="WER vs RTFx",
+                x="rtfx", y="wer_percent", color="model", x_title=display.RTFX_AXIS, y_title=display.WER_AXIS,
+                label="WER vs RTFx", tooltip="all", x_axis_format=display.AXIS_FORMAT, y_axis_format=display.AXIS_FORMAT,
             )  # fmt: skip
             exports = gr.File(label="Download (CSV, JSON)", file_count="multiple", interactive=False)
             with gr.Accordion("Comparison as JSON", open=False):
@@ -276,8 +277,13 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
         return run
 
     def show_comparison(request, reference, against, *results):
+        """The summary of the finished slots: first emptied, then filled (Gradio 6.17 keeps a
+        Dataframe's rendered rows and a plot's colour domain from their first non-empty value,
+        gradio-app/gradio#13611, fixed by #13744). One event, so that a later trigger's summary
+        never lands before an earlier one's (two chained events could, and left a model out)."""
         c, waiting = comparison_so_far(request, reference, against, results, settings.device_price_per_hour)
-        return {
+        yield {table: EMPTY_TABLE, plot: None}
+        yield {
             table: table_frame(c),
             pending: waiting,
             aligned: alignment_html(c),
@@ -325,15 +331,11 @@ def build_compare(service: ModelService, settings, browser_results: BrowserResul
             slot_runner(i), [request], [slot.transcript, slot.status, slot.cards, slot.result],
             api_visibility="private", concurrency_id="models", concurrency_limit=settings.num_workers,
         )  # fmt: skip
-    # Gradio 6.17 keeps a Dataframe's rendered rows and a plot's colour domain from their first
-    # non-empty value (gradio-app/gradio#13611, fixed by #13744): empty both, then fill them.
     gr.on(
         [reference.blur, against.change, browser_result.change, *[s.result.change for s in slots]],
-        lambda: (EMPTY_TABLE, None), None,
-        [table, plot], api_visibility="private", queue=False, trigger_mode="always_last",
-    ).then(
         show_comparison, [request, reference, against, *[s.result for s in slots], browser_result],
-        [table, pending, aligned, note, plot, exports, answer], api_visibility="private", queue=False,
+        [table, pending, aligned, note, plot, exports, answer], api_visibility="private", trigger_mode="always_last",
+        concurrency_limit=None,
     )  # fmt: skip
     if in_browser is not None:
 

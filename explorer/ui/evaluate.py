@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Sequence
 import gradio as gr
 import pandas as pd
 
-from explorer import catalog
+from explorer import catalog, display
 from explorer.evaluate import (
     HUB_PREFIX,
     DatasetError,
@@ -55,15 +55,12 @@ def leaderboard(summary: pd.DataFrame, by_dataset: Optional[pd.DataFrame] = None
         wers = by_dataset.dropna(subset=["wer"]).pivot(index="model", columns="dataset", values="wer")
         per = pd.DataFrame({f"wer: {name}": board["model"].map(wers[name]) for name in wers.columns})
         board = pd.concat([board.iloc[:, :1], summary[["mean_wer", "datasets"]], per, board.iloc[:, 1:]], axis=1)
-    return board.round(4)
+    return display.frame(board)
 
 
 def scatter_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """WER (%) against RTFx, one point per model that has both."""
-    if summary.empty:
-        return pd.DataFrame({"model": [], "rtfx": [], "wer_percent": []})
-    points = summary.dropna(subset=["wer", "rtfx"])
-    return pd.DataFrame({"model": points["model"], "rtfx": points["rtfx"].astype(float), "wer_percent": points["wer"] * 100})
+    return display.plot_points(summary)
 
 
 def zip_limits(settings) -> ZipLimits:
@@ -152,7 +149,7 @@ def build_evaluate(service: ModelService, settings) -> None:
             status_box: status,
             board: leaderboard(summary, by_dataset),
             plot: scatter_frame(summary),
-            table: rows[(["dataset"] if by_dataset is not None else []) + ROW_COLUMNS].round(4)
+            table: display.frame(rows[(["dataset"] if by_dataset is not None else []) + ROW_COLUMNS])
             if not rows.empty
             else pd.DataFrame(columns=ROW_COLUMNS),
             downloads: files if files is not None else gr.skip(),
@@ -245,8 +242,8 @@ def build_evaluate(service: ModelService, settings) -> None:
     status_box = gr.Markdown()
     board = gr.Dataframe(label="Leaderboard (lower WER is better; higher RTFx is faster)", interactive=False)
     plot = gr.ScatterPlot(
-        x="rtfx", y="wer_percent", color="model", x_title="RTFx (×, higher is faster)", y_title="WER (%)",
-        label="Accuracy against speed", tooltip="all",
+        x="rtfx", y="wer_percent", color="model", x_title=display.RTFX_AXIS, y_title=display.WER_AXIS,
+        label="Accuracy against speed", tooltip="all", x_axis_format=display.AXIS_FORMAT, y_axis_format=display.AXIS_FORMAT,
     )  # fmt: skip
     table = gr.Dataframe(label="Per utterance", interactive=False, wrap=True)
     downloads = gr.File(label="Results (CSV, JSON)", file_count="multiple", interactive=False)

@@ -7,17 +7,17 @@ from typing import Optional
 import gradio as gr
 import pandas as pd
 
-from explorer import catalog, formats
+from explorer import catalog, display, formats
 from explorer.audio import AudioError
 from explorer.service import ModelError, ModelService
 from explorer.types import Transcription
 from explorer.ui.widgets import (
-    SAMPLES,
     language_choices,
     make_options,
     metric_cards,
     model_choices,
     output_folder,
+    sample_examples,
     user_error,
     warnings_markdown,
 )
@@ -29,7 +29,8 @@ def describe_model(service: ModelService, key: str) -> str:
     spec = catalog.get(key)
     avail = service.availability[key]
     failed = service.failed.get(key)
-    lines = [f"**{avail.label}**: {failed or avail.reason}", f"Weights: {spec.source}"]
+    # The page is public: a reason names no server path (the log has it).
+    lines = [f"**{avail.label}**: {catalog.without_paths(failed or avail.reason)}", f"Weights: {spec.source}"]
     if spec.gated:
         lines.append("Gated on the Hub (needs `HF_TOKEN`).")
     if spec.trust_remote_code:
@@ -38,8 +39,8 @@ def describe_model(service: ModelService, key: str) -> str:
 
 
 def segments_frame(t: Optional[Transcription]) -> pd.DataFrame:
-    rows = [(round(s.start, 2), round(s.end, 2), s.text.strip()) for s in (t.segments if t else ())]
-    return pd.DataFrame(rows, columns=SEGMENT_COLUMNS)
+    rows = [(s.start, s.end, s.text.strip()) for s in (t.segments if t else ())]
+    return display.frame(pd.DataFrame(rows, columns=SEGMENT_COLUMNS))
 
 
 def write_downloads(t: Transcription) -> list[str]:
@@ -104,11 +105,7 @@ def build_transcribe(service: ModelService, settings) -> None:
                 vad_filter = gr.Checkbox(True, label="Skip non-speech (VAD)")
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio")
             button = gr.Button("Transcribe", variant="primary")
-            gr.Examples(
-                [[str(p)] for p in sorted(SAMPLES.glob("*.wav"))],
-                inputs=[audio],
-                label="Sample clips (LibriVox, public domain; see explorer/samples/SOURCES.md)",
-            )
+            sample_examples(audio, "Sample clips (LibriVox, public domain; see explorer/samples/SOURCES.md)", "transcribe-samples")
         with gr.Column(scale=3):
             transcript = gr.Textbox(label="Transcript", lines=6, interactive=False)
             warnings = gr.Markdown()

@@ -21,7 +21,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 from gradio_browser_asr import BrowserASR, BrowserModel, assets_missing
 
-from explorer import catalog, metrics
+from explorer import catalog, display, metrics
 from explorer.batch import BatchRunner
 from explorer.config import Settings
 from explorer.jobs import Running, WorkerInfo
@@ -30,6 +30,14 @@ from explorer.types import Metrics, TranscribeOptions, Transcription
 
 log = logging.getLogger(__name__)
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def sample_examples(audio: gr.Audio, label: str, elem_id: str) -> gr.Examples:
+    """The sample clips as examples for `audio`, each a button named after its file (Gradio's
+    default shows an unnamed player icon, which screen readers announce as a bare button)."""
+    paths = sorted(SAMPLES.glob("*.wav"))
+    return gr.Examples([[str(p)] for p in paths], inputs=[audio], label=label, elem_id=elem_id,
+                       example_labels=[f"▶ {p.stem}" for p in paths])  # fmt: skip
 AUTO = "auto"
 
 
@@ -156,28 +164,28 @@ def metric_cards(t: Optional[Transcription], price_per_hour: Optional[float] = N
     if t is None:
         return ""
     m = t.metrics
-
-    def fmt(v, unit="s", digits=3):
-        return "–" if v is None else f"{v:.{digits}f} {unit}".strip()
-
-    timing = (lambda v: fmt(v)) if m.streamed else (lambda v: NOT_STREAMED)
+    timing = display.seconds if m.streamed else (lambda v: NOT_STREAMED)
     cards = [
         ("TTFT", timing(m.ttft_seconds), "request start → first " + m.itl_unit),
-        ("ITL", timing(m.itl_seconds), f"mean gap between {m.itl_unit}s ({m.emissions})"),
-        ("RTFx", fmt(m.rtfx, "×", 1), "audio seconds / processing seconds"),
-        ("Processing", fmt(m.processing_seconds), f"for {m.audio_seconds:.2f} s of audio"),
-        ("Load", fmt(m.load_seconds), "model load in this request (0 = cached)"),
-        ("Language", t.language or "–", ""),
+        ("ITL", timing(m.itl_seconds), f"mean gap between {m.itl_unit}s ({display.count(m.emissions)})"),
+        ("RTFx", display.rtfx(m.rtfx), "audio seconds / processing seconds"),
+        ("Processing", display.seconds(m.processing_seconds), f"for {display.duration(m.audio_seconds)} of audio"),
+        ("Load", display.seconds(m.load_seconds), "model load in this request (0 = cached)"),
+        ("Language", html.escape(t.language or display.MISSING), ""),
     ]
     cost = metrics.cost_per_audio_hour(price_per_hour, m.rtfx)
     if cost is not None:
-        cards.append(("Cost / audio hour", f"${cost:.4f}", f"at ${price_per_hour:g}/h (DEVICE_PRICE_PER_HOUR) / RTFx"))
-    body = "".join(
+        cards.append(("Cost / audio hour", display.money(cost), f"at {display.money(price_per_hour)}/h (DEVICE_PRICE_PER_HOUR) / RTFx"))
+    return f"<div class='metric-cards'>{cards_html(cards)}</div>{environment_line(t)}"
+
+
+def cards_html(cards: Sequence[tuple[str, str, str]]) -> str:
+    """Name, value and help of each card, as the metric cards of every tab show them."""
+    return "".join(
         f"<div class='metric'><div class='metric-name'>{name}</div><div class='metric-value'>{value}</div>"
         f"<div class='metric-help'>{help_}</div></div>"
         for name, value, help_ in cards
     )
-    return f"<div class='metric-cards'>{body}</div>{environment_line(t)}"
 
 
 # -- the in-browser component and its results ----------------------------------------------------

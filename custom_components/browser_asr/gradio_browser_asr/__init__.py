@@ -59,7 +59,7 @@ def _file_url(path: Path) -> str:
 
 
 TEMPLATE = """
-<div class="basr">
+<div class="basr" role="group" aria-label="In-browser speech recognition">
   <div class="basr-row">
     <label>Model <select class="basr-model">{{#each models}}<option value="{{this.key}}">{{this.label}}</option>{{/each}}</select></label>
     <label>Device <select class="basr-device">
@@ -75,20 +75,42 @@ TEMPLATE = """
     <button class="basr-stop" type="button">Stop</button>
   </div>
   <div class="basr-status" aria-live="polite"></div>
-  <div class="basr-transcript"><span class="basr-committed"></span><span class="basr-unconfirmed"></span></div>
-  <div class="basr-metrics"></div>
+  <div class="basr-transcript" role="region" aria-label="Transcript (grey text may still change)"><span class="basr-committed"></span><span class="basr-unconfirmed"></span></div>
+  <div class="basr-metrics" role="list" aria-label="Metrics"></div>
   <div class="basr-run"></div>
 </div>
 """
 
+# Gradio's theme variables only: the component follows the app's theme, its dark mode and sizes,
+# and reads like the server tabs (inputs, buttons, a transcript box, metric cards).
 CSS = """
-.basr { display: flex; flex-direction: column; gap: 8px; }
-.basr-row { display: flex; flex-wrap: wrap; gap: 12px; align-items: center; }
-.basr select, .basr button { padding: 4px 8px; border: 1px solid var(--border-color-primary); border-radius: 6px; }
-.basr-status { font-size: 0.9em; opacity: 0.8; }
-.basr-transcript { min-height: 4em; padding: 8px; border: 1px solid var(--border-color-primary); border-radius: 8px; }
-.basr-unconfirmed { opacity: 0.45; font-style: italic; }
-.basr-metrics, .basr-run { font-size: 0.85em; font-family: var(--font-mono); }
+.basr { display: flex; flex-direction: column; gap: var(--spacing-lg); color: var(--body-text-color); font-size: var(--text-md); }
+.basr-row { display: flex; flex-wrap: wrap; gap: var(--spacing-lg); align-items: end; }
+.basr label { display: flex; flex-direction: column; gap: var(--spacing-sm); min-width: 0; max-width: 100%;
+  color: var(--block-label-text-color); font-size: var(--block-label-text-size); font-weight: var(--block-label-text-weight); }
+.basr select, .basr input[type=file] { max-width: 100%; padding: var(--input-padding); color: var(--body-text-color);
+  background: var(--input-background-fill); border: var(--input-border-width) solid var(--input-border-color);
+  border-radius: var(--input-radius); font-size: var(--input-text-size); }
+.basr input[type=file]::file-selector-button { margin-right: var(--spacing-md); padding: var(--button-small-padding);
+  color: var(--button-secondary-text-color); background: var(--button-secondary-background-fill);
+  border: var(--button-border-width) solid var(--button-secondary-border-color); border-radius: var(--button-small-radius); }
+.basr button { padding: var(--button-large-padding); color: var(--button-secondary-text-color);
+  background: var(--button-secondary-background-fill); border: var(--button-border-width) solid var(--button-secondary-border-color);
+  border-radius: var(--button-large-radius); font-size: var(--button-large-text-size); font-weight: var(--button-large-text-weight); cursor: pointer; }
+.basr button:hover:not(:disabled) { background: var(--button-secondary-background-fill-hover); }
+.basr button:disabled { opacity: 0.5; cursor: not-allowed; }
+.basr select:focus-visible, .basr button:focus-visible, .basr input:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 2px; }
+.basr-status { color: var(--body-text-color); font-size: var(--text-sm); }
+.basr-transcript { min-height: 4em; padding: var(--input-padding); background: var(--input-background-fill);
+  border: var(--input-border-width) solid var(--input-border-color); border-radius: var(--input-radius); font-size: var(--input-text-size); }
+.basr-unconfirmed { opacity: 0.7; font-style: italic; }
+.basr-metrics { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: var(--spacing-md); }
+.basr-metrics:empty { display: none; }
+.basr-card { padding: var(--spacing-md); border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg);
+  background: var(--block-background-fill); }
+.basr-card-name { font-size: var(--text-sm); opacity: 0.8; }
+.basr-card-value { font-size: var(--text-xl); font-weight: 600; }
+.basr-run { font-size: var(--text-sm); font-family: var(--font-mono); }
 """
 
 # Runs in the page once the component mounts: import our module (served by the app) and start it.

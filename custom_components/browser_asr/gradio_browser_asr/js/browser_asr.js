@@ -8,6 +8,7 @@
 
 import { OnlineASRProcessor, commitLatency, pacing, pacingText } from "./local_agreement.js";
 import { Resampler, mixToMono, resampleTo16k } from "./audio_chunker.js";
+import { rtfx as showRtfx, seconds as showSeconds } from "./display.js";
 
 const RATE = 16000;
 const now = () => performance.now() / 1000;
@@ -83,16 +84,25 @@ export function mount({ element, props, trigger, config }) {
     ui.committed.textContent = committed;
     ui.unconfirmed.textContent = unconfirmed ? " " + unconfirmed : "";
   };
+  // Metric cards as the server tabs show them; numbers in the app's one style (display.js).
   const showMetrics = (m) => {
-    const fmt = (v, unit = "s") => (v == null ? "–" : `${v.toFixed(3)} ${unit}`);
-    const rows = [
-      ["device", m.device], ...(m.device === "wasm" ? [["WASM threads", m.threads]] : []), ["load", fmt(m.load_seconds)], ["TTFT", fmt(m.ttft_seconds)], ["ITL", fmt(m.itl_seconds)],
-      ["RTFx", m.rtfx == null ? "–" : `${m.rtfx.toFixed(2)} ×`],
+    const cards = [
+      ["Device", m.device.toUpperCase()], ...(m.device === "wasm" ? [["WASM threads", String(m.threads)]] : []),
+      ["Load", showSeconds(m.load_seconds)], ["TTFT", showSeconds(m.ttft_seconds)],
+      ["ITL", showSeconds(m.itl_seconds)], ["RTFx", showRtfx(m.rtfx)],
     ];
     if (m.first_commit_latency !== undefined) {
-      rows.push(["first commit", fmt(m.first_commit_latency)], ["mean commit lag", fmt(m.mean_commit_lag)]);
+      cards.push(["first commit", showSeconds(m.first_commit_latency)], ["mean commit lag", showSeconds(m.mean_commit_lag)]);
     }
-    ui.metrics.textContent = rows.map(([k, v]) => `${k}: ${v}`).join(" · ");
+    ui.metrics.replaceChildren(...cards.map(([name, value]) => {
+      const card = document.createElement("div");
+      card.className = "basr-card";
+      card.setAttribute("role", "listitem");
+      card.innerHTML = '<div class="basr-card-name"></div><div class="basr-card-value"></div>';
+      card.firstChild.textContent = name;
+      card.lastChild.textContent = value;
+      return card;
+    }));
   };
 
   // WASM threads, and why not more: only a cross-origin-isolated page may share memory with workers.
@@ -191,7 +201,7 @@ export function mount({ element, props, trigger, config }) {
     const channels = Array.from({ length: decoded.numberOfChannels }, (_, i) => decoded.getChannelData(i));
     const audio = resampleTo16k(mixToMono(channels), decoded.sampleRate);
     const seconds = audio.length / RATE;
-    say(`transcribing ${file.name} (${seconds.toFixed(1)} s) on ${model.device.toUpperCase()}…`);
+    say(`transcribing ${file.name} (${showSeconds(seconds)}) on ${model.device.toUpperCase()}…`);
     show("", "");
     const tokenTimes = [];
     const start = now();
