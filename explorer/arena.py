@@ -15,7 +15,7 @@ import json
 import math
 import secrets
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal, Mapping, Optional, Sequence
 
 import choix
@@ -221,7 +221,6 @@ class Leaderboard:
     flagged_sessions: int
     exclude_flagged: bool
     rounds: int
-    flags: dict[str, str] = field(default_factory=dict)  # session hash prefix -> why (no full hashes)
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -236,7 +235,6 @@ class Leaderboard:
             "flagged_sessions": self.flagged_sessions,
             "exclude_flagged": self.exclude_flagged,
             "bootstrap_rounds": self.rounds,
-            "flags": self.flags,
             "method": "Bradley-Terry (choix), Elo-like scale: 400 points = 10:1 odds, mean 1000; "
             "95% intervals from bootstrap rounds over votes; a tie counts half a win for each side",
         }
@@ -284,7 +282,6 @@ def leaderboard(
         flagged_sessions=len(flags),
         exclude_flagged=exclude_flagged,
         rounds=rounds,
-        flags={s[:12]: why for s, why in flags.items()},
     )
 
 

@@ -100,7 +100,9 @@ class Arena:
     def session(self, token: Optional[str]) -> tuple[str, str]:
         """(token, its store key): a fresh token for none; PermissionError for one not issued here."""
         token = (token or "").strip() or self.tokens.issue()
-        return token, session_key(self.tokens.check(token))
+        if not self.tokens.valid(token):
+            raise PermissionError("unknown session token: pass the token /arena_battle returned (or none, for a new session)")
+        return token, session_key(token)
 
     def models(self) -> list[str]:
         """The models that battle: ARENA_MODELS, else every ready one; only those that can run here."""

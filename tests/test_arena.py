@@ -106,7 +106,7 @@ def test_ties_count_as_fastchat_counts_them():
 def test_only_ties_give_equal_ratings_and_win_rates_of_a_half():
     votes = [Vote(f"b{i}", a, b, "tie", "s", "0" * 64, 3.0, EN, 1e9 + i, 10.0, 16)
              for i, (a, b) in enumerate([("m0", "m1"), ("m1", "m2"), ("m2", "m0")] * 10)]  # fmt: skip
-    board = arena.leaderboard(votes, rounds=20)
+    board = arena.leaderboard(votes, exclude_flagged=False, rounds=20)  # 30 ties from one session: flagged
     assert {r.rating for r in board.ratings} == {arena.INIT_RATING}
     assert all(r.win_rate == 0.5 and r.ties == 20 for r in board.ratings)
     assert all(f is None for row in board.win_fraction.values() for f in row.values())  # no decisive votes
@@ -125,7 +125,8 @@ def test_pair_sampling_evens_out_pair_counts_and_never_pairs_a_model_with_itself
     assert max(counts.values()) - min(counts.values()) <= 6, counts
     assert all(170 <= n <= 230 for n in sides.values()), sides  # each model is A about as often as B
     # A pair far behind is drawn first.
-    behind = Counter({p: 50 for p in counts}) | Counter({frozenset(("m0", "m1")): 0})
+    behind = {p: 50 for p in counts}
+    behind[frozenset(("m0", "m1"))] = 0
     drawn = Counter(frozenset(arena.draw_pair(MODELS, behind, rng)) for _ in range(400))
     assert drawn[frozenset(("m0", "m1"))] > 400 * 0.5, drawn
 
@@ -292,3 +293,17 @@ def test_arena_issues_anonymous_battles_reuses_transcripts_and_sweeps_shared_aud
         board.battle("a.forged-token", audio, EN)
     board.sweep(now=time.time() + settings.job_ttl_hours * 3600 + settings.sweep_interval_seconds + 1)
     assert not board.spool.exists(first.battle.id)  # shared audio goes with JOB_TTL_HOURS
+
+
+def test_arena_settings_are_read_and_checked():
+    from explorer.config import Settings
+
+    s = Settings.from_env({"ARENA_MODELS": "faster-whisper/tiny.en, faster-whisper/base", "ARENA_VOTES_PER_HOUR": "5",
+                           "ARENA_BATTLE_TTL_MINUTES": "0.5"})  # fmt: skip
+    assert (s.arena_models, s.arena_votes_per_hour, s.arena_battle_ttl_minutes) == (
+        ("faster-whisper/tiny.en", "faster-whisper/base"), 5, 0.5)  # fmt: skip
+    for bad, message in [({"ARENA_VOTES_PER_HOUR": "0"}, "ARENA_VOTES_PER_HOUR"),
+                         ({"ARENA_BATTLE_TTL_MINUTES": "-1"}, "ARENA_BATTLE_TTL_MINUTES"),
+                         ({"ARENA_MODELS": "faster-whisper/base"}, "at least two")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            Settings.from_env(bad)
