@@ -201,7 +201,7 @@ def test_votes_are_refused_when_forged_foreign_expired_reused_or_over_the_limit(
         store.vote(mine.id, "me", "model_a", 10, now + 6)  # reused
     assert store.votes() == [vote] and store.vote_count() == 1
     # The hourly limit counts this session's votes of the last hour only.
-    more = [make_battle(transcripts, "me", now) for _ in range(2)]
+    more = [make_battle(transcripts, "me", now, ttl=7200) for _ in range(2)]
     for b in more:
         store.issue(b)
     store.vote(more[0].id, "me", "tie", 2, now + 10)
