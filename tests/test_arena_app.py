@@ -131,10 +131,8 @@ def test_the_arena_tab_hides_names_until_the_vote_in_chromium(arena_app):
             page.get_by_role("tab", name="Arena").click()
             panel = page.get_by_role("tabpanel")
             panel.get_by_role("button", name="A sample clip").click()
-            page.wait_for_function(  # the clip is in the Audio component (its player, hidden behind the waveform)
-                "() => [...document.querySelectorAll('[role=tabpanel] audio')].some(a => (a.src || '').length > 0)",
-                timeout=30_000,
-            )
+            # The clip is in the Audio component once its player (play button) shows.
+            page.wait_for_function("() => /play/i.test(document.querySelector('#arena-audio')?.innerHTML || '')", timeout=30_000)
             panel.get_by_role("button", name="Battle", exact=False).first.click()
             page.wait_for_function(
                 "() => ['#arena-a textarea', '#arena-b textarea'].every(s => document.querySelector(s)?.value.length > 0)",

@@ -122,7 +122,7 @@ def build_arena(service: ModelService, settings, arena: Arena, tab: Optional[gr.
     )
     with gr.Row():
         with gr.Column(scale=2):
-            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio")
+            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio", elem_id="arena-audio")
             with gr.Row():
                 draw_sample = gr.Button("🎲 A sample clip", size="sm")
                 language = gr.Dropdown(LANGUAGES, value=AUTO, label="Language", allow_custom_value=True)
