@@ -131,8 +131,8 @@ def test_the_arena_tab_hides_names_until_the_vote_in_chromium(arena_app):
             page.get_by_role("tab", name="Arena").click()
             panel = page.get_by_role("tabpanel")
             panel.get_by_role("button", name="A sample clip").click()
-            # The clip is in the Audio component once its player (play button) shows.
-            page.wait_for_function("() => /play/i.test(document.querySelector('#arena-audio')?.innerHTML || '')", timeout=30_000)
+            # The clip is in the Audio component once its player shows the duration (m:ss).
+            page.wait_for_function("() => /\\d:\\d\\d/.test(document.querySelector('#arena-audio')?.innerText || '')", timeout=30_000)
             panel.get_by_role("button", name="Battle", exact=False).first.click()
             page.wait_for_function(
                 "() => ['#arena-a textarea', '#arena-b textarea'].every(s => document.querySelector(s)?.value.length > 0)",

@@ -21,7 +21,7 @@ from explorer.service import ModelError, ModelService
 from explorer.ui.widgets import AUTO, SAMPLES, error_message, make_options, output_folder, warnings_markdown
 
 LANGUAGES = [AUTO, "en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "uk", "zh", "ja", "ko", "ar", "hi", "tr"]
-VOTES = (("👈 A is better", "a"), ("👉 B is better", "b"), ("🤝 Tie", "tie"), ("👎 Both are bad", "both_bad"))
+VOTES = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both are bad", "both_bad"))
 BATTLE_ERRORS = (AudioError, ModelError, ValueError, PermissionError)
 VOTE_ERRORS = (VoteRefused, PermissionError, ValueError)
 TABLE_HEADERS = {"lower": "95% CI low", "upper": "95% CI high", "win_rate": "win rate"}
@@ -124,10 +124,10 @@ def build_arena(service: ModelService, settings, arena: Arena, tab: Optional[gr.
         with gr.Column(scale=2):
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio", elem_id="arena-audio")
             with gr.Row():
-                draw_sample = gr.Button("🎲 A sample clip", size="sm")
+                draw_sample = gr.Button("A sample clip", size="sm")
                 language = gr.Dropdown(LANGUAGES, value=AUTO, label="Language", allow_custom_value=True)
             share = gr.Checkbox(False, label=f"Share this audio for review (kept {settings.job_ttl_hours:g} h)")
-            start = gr.Button("⚔️ Battle", variant="primary")
+            start = gr.Button("Battle", variant="primary")
         with gr.Column(scale=3, elem_id="arena-battle"):
             status = gr.Markdown()
             with gr.Row():
@@ -138,7 +138,7 @@ def build_arena(service: ModelService, settings, arena: Arena, tab: Optional[gr.
             with gr.Row():
                 buttons = [gr.Button(label, interactive=False, elem_id=f"arena-vote-{name}") for label, name in VOTES]
             revealed = gr.HTML(elem_id="arena-reveal")
-            again = gr.Button("⚔️ New battle, same audio", interactive=False)
+            again = gr.Button("New battle, same audio", interactive=False)
     with gr.Accordion("Leaderboard", open=True):
         exclude = gr.Checkbox(True, label="Leave out votes from flagged sessions (always one side, or faster than reading)")
         refresh = gr.Button("Refresh", size="sm")
