@@ -153,7 +153,10 @@ def test_the_arena_tab_hides_names_until_the_vote_in_chromium(arena_app):
             assert len(set(drawn)) == 2 and set(drawn) <= set(STRENGTHS), drawn
             after = shown()
             assert all(k.lower() in after and catalog.get(k).name.lower() in after for k in drawn)
-            page.locator("#arena-leaderboard").get_by_text(drawn[0]).first.wait_for(timeout=30_000)
+            page.wait_for_function(  # the leaderboard, refreshed after the vote, lists the drawn models
+                "(keys) => keys.every(k => document.querySelector('#arena-leaderboard')?.textContent.includes(k))",
+                arg=drawn, timeout=30_000,
+            )  # fmt: skip
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "arena.png"), full_page=True)
         finally:
