@@ -59,6 +59,7 @@ bench: setup
 	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_workers.py
 	$(PY) bench/bench_openai.py
+	$(PY) bench/bench_arena.py
 	$(PY) bench/bench_load.py --soak $(SOAK_MINUTES)
 
 # A long fuzz of the audio decoder with a fresh random seed each run (`make test` runs a short,

@@ -145,6 +145,11 @@ class Settings:
     # COEP of every response (explorer/isolation.py): "credentialless", "require-corp", or "off" (no
     # COOP/COEP: the browser's WASM runs on one thread).
     cross_origin_isolation: str = "credentialless"
+    # The blind arena (Arena tab): which models battle (empty: every ready model), how long an
+    # issued battle may be voted on, and how many votes one session may cast per hour.
+    arena_models: tuple[str, ...] = ()
+    arena_battle_ttl_minutes: float = 30.0
+    arena_votes_per_hour: int = 60
     # With a key, the OpenAI-compatible routes (/v1/...) need `Authorization: Bearer <key>`; None: open.
     api_key: Optional[str] = field(default=None, repr=False)
 
@@ -215,6 +220,9 @@ class Settings:
             job_lease_seconds=_float(env, "JOB_LEASE_SECONDS", cls.job_lease_seconds),
             worker_beat_seconds=_float(env, "WORKER_BEAT_SECONDS", cls.worker_beat_seconds),
             api_key=env.get("API_KEY", "").strip() or None,
+            arena_models=tuple(x.strip() for x in env.get("ARENA_MODELS", "").split(",") if x.strip()),
+            arena_battle_ttl_minutes=_float(env, "ARENA_BATTLE_TTL_MINUTES", cls.arena_battle_ttl_minutes),
+            arena_votes_per_hour=_int(env, "ARENA_VOTES_PER_HOUR", cls.arena_votes_per_hour),
             zero_gpu_max_seconds=_float(env, "ZERO_GPU_MAX_SECONDS", cls.zero_gpu_max_seconds),
             browser_assets_dir=Path(env["BROWSER_ASSETS_DIR"]) if env.get("BROWSER_ASSETS_DIR") else None,
             prepare_on_start=env.get("PREPARE_ON_START", "1").strip().lower() not in ("0", "false", "no", "off"),
@@ -265,5 +273,9 @@ class Settings:
             raise ValueError("SESSION_SECRET must be at least 32 characters (e.g. secrets.token_urlsafe(32))")
         if self.cross_origin_isolation not in ("credentialless", "require-corp", "off"):
             raise ValueError("CROSS_ORIGIN_ISOLATION must be 1 (credentialless), credentialless, require-corp or 0 (off)")
+        if self.arena_battle_ttl_minutes <= 0 or self.arena_votes_per_hour < 1:
+            raise ValueError("ARENA_BATTLE_TTL_MINUTES must be positive and ARENA_VOTES_PER_HOUR at least 1")
+        if len(set(self.arena_models)) == 1:
+            raise ValueError("ARENA_MODELS must name at least two models (or none: every ready model)")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("DEVICE must be auto, cpu or cuda")

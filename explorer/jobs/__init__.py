@@ -19,7 +19,9 @@ themselves (``beat``) so that their status can be shown.
   several machines share (imported, with redis-py, only when JOB_STORE names a server);
 - ``spools``: the audio spools; ``Spool`` is a folder of FLAC files.
 
-``open_store`` picks a store and a spool from ``JOB_STORE``.
+- ``arena_store``, ``arena_redis``: the blind arena's battles and votes, in the same SQLite file or on the same server.
+
+``open_store`` picks a store and a spool from ``JOB_STORE``; ``open_arena`` the arena's store and its spool.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from explorer.jobs.model import (
     session_key,
 )  # fmt: skip
 from explorer.jobs.spools import AudioSpool, FlacSpool, Spool, flac_bytes, from_flac
+from explorer.jobs.arena_store import ArenaStore, SqliteArenaStore
 from explorer.jobs.sqlite import SqliteJobStore
 
 __all__ = [
-    "FINISHED", "MAX_ATTEMPTS", "STATUSES", "AudioSpool", "FlacSpool", "Job", "JobStore", "Limit", "NewJob", "Running",
+    "ArenaStore", "SqliteArenaStore", "open_arena", "FINISHED", "MAX_ATTEMPTS", "STATUSES", "AudioSpool", "FlacSpool", "Job", "JobStore", "Limit", "NewJob", "Running",
     "Spool", "SqliteJobStore", "Status", "WorkerInfo", "crashed_error", "flac_bytes", "from_flac", "new_token", "open_store",
     "session_key",
 ]  # fmt: skip
@@ -49,3 +52,16 @@ def open_store(url: str, data_dir: Path) -> tuple[JobStore, AudioSpool]:
     from explorer.jobs.redis_store import open_redis  # redis-py is needed, and imported, only for this
 
     return open_redis(url)
+
+
+def open_arena(url: str, data_dir: Path) -> tuple[ArenaStore, AudioSpool]:
+    """The arena's store and the spool of audio users shared, where JOB_STORE keeps the jobs: the
+    same SQLite file (its own spool folder), or the same Redis/Valkey server (its own keys)."""
+    if store_kind(url) == "sqlite":
+        return SqliteArenaStore(Path(data_dir) / "jobs.sqlite3"), Spool(Path(data_dir) / "arena-audio")
+    from explorer.jobs.arena_redis import RedisArenaStore
+    from explorer.jobs.redis_store import RedisSpool, connect, split_url
+
+    server, prefix = split_url(url)
+    client = connect(server)
+    return RedisArenaStore(client, prefix), RedisSpool(client, prefix + "arena:")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
+from explorer.battles import Arena
 from explorer.batch import BatchRunner
 from explorer.config import Settings
 from explorer.service import ModelService
+from explorer.ui import arena as arena_tab
 from explorer.ui.batch import build_batch
 from explorer.ui.browser import BrowserResults, build_browser
 from explorer.ui.compare import build_compare
@@ -29,7 +31,7 @@ CSS = """
 .al-sub {background: rgba(245, 158, 11, 0.30);}
 .al-ins {background: rgba(59, 130, 246, 0.30); text-decoration: underline;}
 .al-del {background: rgba(239, 68, 68, 0.30);}
-"""
+""" + arena_tab.CSS
 
 
 def build_app(service: ModelService, settings: Settings, runner: BatchRunner) -> gr.Blocks:
@@ -49,6 +51,9 @@ def build_app(service: ModelService, settings: Settings, runner: BatchRunner) ->
                 build_batch(service, settings, runner)
             with gr.Tab("Browser"):
                 build_browser(service, settings, browser_results)
+            with gr.Tab("Arena") as tab:
+                # The arena's sessions are the Batch tab's: one token, one secret.
+                arena_tab.build_arena(service, settings, Arena(service, settings, tokens=runner.tokens), tab)
             with gr.Tab("Models"):
                 build_models(service, runner)
     # Model calls share one concurrency group ("models", limit NUM_WORKERS); max_size bounds the wait.
