@@ -10,6 +10,7 @@ functions in JavaScript (gradio_browser_asr/js/display.js), checked on tests/vec
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable, Optional
 
 import pandas as pd
@@ -130,6 +131,12 @@ def column_format(name: str) -> Optional[Callable[[object], str]]:
         return count
     if name == "hallucinations_per_minute":
         return number
+    if name == "win_rate":  # the Arena's leaderboard
+        return percent
+    if name in ("votes", "wins", "losses", "ties"):
+        return count
+    if name in ("rating", "lower", "upper"):  # Elo-like points: whole numbers
+        return partial(number, digits=0)
     return None
 
 

@@ -63,14 +63,17 @@ def test_plot_points_are_rounded_as_the_tables_show_them():
 
 
 def test_every_figure_column_of_the_tabs_has_a_format():
-    """The columns Compare, Evaluate and Batch show: each figure among them is formatted."""
+    """The columns Compare, Evaluate, Batch and the Arena's leaderboard show: each figure among them is formatted."""
+    from explorer.arena import LEADERBOARD_COLUMNS as ARENA_COLUMNS
     from explorer.ui import batch, compare, evaluate
 
     text = {"model", "against", "normalizer", "text", "environment", "id", "kind", "reference", "hypothesis", "error",
             "file", "status", "dataset", "preview"}  # fmt: skip
-    for name in [*compare.TABLE_COLUMNS, *evaluate.LEADERBOARD_COLUMNS, *evaluate.ROW_COLUMNS, *batch.TABLE_COLUMNS]:
+    for name in [*compare.TABLE_COLUMNS, *evaluate.LEADERBOARD_COLUMNS, *evaluate.ROW_COLUMNS, *batch.TABLE_COLUMNS, *ARENA_COLUMNS]:
         assert name in text or display.column_format(name) is not None, name
     assert not re.search(r"\d\.\d{3,}", display.frame(pd.DataFrame({"rtfx": [6.425722], "processing_seconds": [2.786123]})).to_csv())
+    arena = display.frame(pd.DataFrame({"rating": [1034.567], "lower": [987.2], "votes": [1234], "win_rate": [0.6123]}))
+    assert arena.iloc[0].tolist() == ["1,035", "987", "1,234", "61.2 %"]
 
 
 def _job(n: int, batch: str, name: str, status: str, text: str = "", audio: float = 7.1, processing: float = 1.0, error: str = ""):

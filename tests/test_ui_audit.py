@@ -22,13 +22,14 @@ import pytest
 from tests.running_app import ROOT, free_port
 from tests.test_browser import ARGS, CHROMIUM, TINY_FP32
 
-TABS = ("Transcribe", "Compare", "Evaluate", "Batch", "Browser", "Models")
+TABS = ("Transcribe", "Compare", "Evaluate", "Batch", "Browser", "Arena", "Models")
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 THEMES = ("light", "dark")
 SCREENS = Path(os.environ.get("SCREENS_DIR") or ROOT / "tests" / "artifacts" / "screens")
 SERIOUS = {"serious", "critical"}
 # The project's own markup: what the project writes as HTML, its component, its example labels.
-OWN = ".metric-cards, .run-environment, .alignment, .batch-summary, .basr, #transcribe-samples, #compare-samples"
+OWN = (".metric-cards, .run-environment, .alignment, .batch-summary, .basr, #transcribe-samples, #compare-samples, "
+       "#arena-revealed, .arena-diff, .arena-heat")
 LONG_NAME = "librivox-austen-pride-and-prejudice-chapter-one-read-by-a-volunteer-for-the-public-domain-0870.wav"
 
 
@@ -100,6 +101,18 @@ def fill_tabs(page, clips, folder: Path) -> None:
     page.wait_for_function(
         "(e) => /^(done|error)/.test(e.textContent)", arg=component.locator(".basr-status").element_handle(), timeout=180_000
     )
+
+    open_tab(page, "Arena")  # a battle, a vote, the reveal, and the leaderboard it updates
+    panel(page).get_by_role("button", name="A sample clip").click()
+    # The clip is in the Audio component once its player shows the duration (m:ss).
+    page.wait_for_function("() => /\\d:\\d\\d/.test(document.querySelector('#arena-audio')?.innerText || '')", timeout=30_000)
+    panel(page).get_by_role("button", name="Battle", exact=True).click()
+    page.wait_for_function(
+        "() => ['#arena-a textarea', '#arena-b textarea'].every(s => document.querySelector(s)?.value.length > 0)",
+        timeout=180_000,
+    )
+    page.locator("#arena-vote-a").click()
+    page.locator("#arena-revealed").wait_for(timeout=60_000)
     open_tab(page, "Transcribe")
 
 

@@ -14,6 +14,7 @@ from typing import Optional
 import gradio as gr
 import pandas as pd
 
+from explorer import display
 from explorer.arena import LEADERBOARD_COLUMNS, Leaderboard, VoteRefused
 from explorer.audio import AudioError
 from explorer.battles import Arena
@@ -49,10 +50,6 @@ def diff_html(diff: list) -> str:
     return f"<div class='arena-diff'><p>Word differences (normalised): {legend}</p>{' '.join(parts)}</div>"
 
 
-def _fmt(value, unit: str = "", digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}{unit}"
-
-
 def reveal_html(revealed: dict) -> str:
     rows = []
     for side, s in revealed["models"].items():
@@ -60,9 +57,9 @@ def reveal_html(revealed: dict) -> str:
         reused = " (an earlier run on this audio)" if s["reused"] else ""
         rows.append(
             f"<tr><td><b>{side}</b></td><td class='arena-name'>{html.escape(s['name'])} "
-            f"<code>{html.escape(s['model'])}</code></td><td>{_fmt(s['wer'], '', 3)}</td>"
-            f"<td>{_fmt(m['ttft_seconds'], ' s')}</td><td>{_fmt(m['rtfx'], '×', 1)}</td>"
-            f"<td>{_fmt(m['load_seconds'], ' s')}{reused}</td></tr>"
+            f"<code>{html.escape(s['model'])}</code></td><td>{display.percent(s['wer'])}</td>"
+            f"<td>{display.seconds(m['ttft_seconds'])}</td><td>{display.rtfx(m['rtfx'])}</td>"
+            f"<td>{display.seconds(m['load_seconds'])}{reused}</td></tr>"
         )
     wer_note = "" if revealed["reference"] else "<p>Type what was said before voting to get each model's WER.</p>"
     return (
@@ -84,7 +81,7 @@ def heat_map_html(board: Leaderboard) -> str:
         for y in models:
             f = board.win_fraction[x][y]
             style = "" if f is None else f" style='background: rgba(34, 197, 94, {f:.2f})'"
-            cells.append(f"<td{style}>{'–' if f is None else f'{f:.2f}'}</td>")
+            cells.append(f"<td{style}>{display.percent(f, 0)}</td>")
         body.append(f"<tr><th>{html.escape(x)}</th>{''.join(cells)}</tr>")
     return (
         "<p>Share of decisive votes the row's model won against the column's (ties left out).</p>"
@@ -102,7 +99,7 @@ def summary_markdown(board: Leaderboard) -> str:
 
 
 def table_frame(board: Leaderboard) -> pd.DataFrame:
-    return board.frame.rename(columns=TABLE_HEADERS) if board.ratings else EMPTY_TABLE
+    return display.frame(board.frame).rename(columns=TABLE_HEADERS) if board.ratings else EMPTY_TABLE
 
 
 def write_exports(board: Leaderboard) -> list[str]:
