@@ -132,6 +132,13 @@ class Settings:
     # just the models they use).
     prepare_on_start: bool = True
     worker_beat_seconds: float = 5.0  # how often a worker reports itself (status shown in the Batch tab and /health)
+    # Live server streaming (explorer/live.py): open streams in all and per session (a Gradio
+    # session, an API client's address), the audio one stream may send, and how long a stream
+    # may go without audio before it is closed (a client that left).
+    max_live_streams: int = 4
+    max_live_streams_per_session: int = 1
+    live_stream_max_seconds: float = 300.0
+    live_stream_idle_seconds: float = 30.0
     # With a key, the OpenAI-compatible routes (/v1/...) need `Authorization: Bearer <key>`; None: open.
     api_key: Optional[str] = field(default=None, repr=False)
 
@@ -202,6 +209,10 @@ class Settings:
             job_lease_seconds=_float(env, "JOB_LEASE_SECONDS", cls.job_lease_seconds),
             worker_beat_seconds=_float(env, "WORKER_BEAT_SECONDS", cls.worker_beat_seconds),
             api_key=env.get("API_KEY", "").strip() or None,
+            max_live_streams=_int(env, "MAX_LIVE_STREAMS", cls.max_live_streams),
+            max_live_streams_per_session=_int(env, "MAX_LIVE_STREAMS_PER_SESSION", cls.max_live_streams_per_session),
+            live_stream_max_seconds=_float(env, "LIVE_STREAM_MAX_SECONDS", cls.live_stream_max_seconds),
+            live_stream_idle_seconds=_float(env, "LIVE_STREAM_IDLE_SECONDS", cls.live_stream_idle_seconds),
             zero_gpu_max_seconds=_float(env, "ZERO_GPU_MAX_SECONDS", cls.zero_gpu_max_seconds),
             browser_assets_dir=Path(env["BROWSER_ASSETS_DIR"]) if env.get("BROWSER_ASSETS_DIR") else None,
             prepare_on_start=env.get("PREPARE_ON_START", "1").strip().lower() not in ("0", "false", "no", "off"),
@@ -249,5 +260,9 @@ class Settings:
             raise ValueError("ADMIN_TOKEN must be at least 16 characters (it guards worker detail in /health)")
         if self.session_secret and len(self.session_secret) < 32:
             raise ValueError("SESSION_SECRET must be at least 32 characters (e.g. secrets.token_urlsafe(32))")
+        if self.max_live_streams < 1 or not 1 <= self.max_live_streams_per_session <= self.max_live_streams:
+            raise ValueError("MAX_LIVE_STREAMS must be at least 1, MAX_LIVE_STREAMS_PER_SESSION between 1 and it")
+        if self.live_stream_max_seconds <= 0 or self.live_stream_idle_seconds <= 0:
+            raise ValueError("LIVE_STREAM_MAX_SECONDS and LIVE_STREAM_IDLE_SECONDS must be positive")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("DEVICE must be auto, cpu or cuda")

@@ -217,6 +217,18 @@ class LiveStreams:
             s.close("idle")
         return len(idle)
 
+    def start_reaper(self) -> threading.Thread:
+        """A daemon thread running ``reap`` four times per idle timeout."""
+
+        def loop() -> None:
+            while True:
+                time.sleep(self.settings.live_stream_idle_seconds / 4)
+                self.reap()
+
+        thread = threading.Thread(target=loop, name="live-stream-reaper", daemon=True)
+        thread.start()
+        return thread
+
     def open_count(self) -> int:
         with self._lock:
             return len(self._streams)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import gradio as gr
 
 from explorer.batch import BatchRunner
 from explorer.config import Settings
+from explorer.live import LiveStreams
 from explorer.service import ModelService
 from explorer.ui.batch import build_batch
 from explorer.ui.browser import BrowserResults, build_browser
@@ -31,8 +34,9 @@ CSS = """
 """
 
 
-def build_app(service: ModelService, settings: Settings, runner: BatchRunner) -> gr.Blocks:
+def build_app(service: ModelService, settings: Settings, runner: BatchRunner, live: Optional[LiveStreams] = None) -> gr.Blocks:
     browser_results = BrowserResults()
+    live = live or LiveStreams(service, settings)
     # Uploads (and the files Gradio tracks) are removed OUTPUT_TTL_MINUTES after they were written;
     # the files handlers return are also swept by widgets.sweep_outputs (app.py starts it).
     with gr.Blocks(title="Open-ASR Model Explorer", delete_cache=settings.delete_cache) as demo:
@@ -47,7 +51,7 @@ def build_app(service: ModelService, settings: Settings, runner: BatchRunner) ->
             with gr.Tab("Batch"):
                 build_batch(service, settings, runner)
             with gr.Tab("Browser"):
-                build_browser(service, settings, browser_results)
+                build_browser(service, settings, browser_results, live)
             with gr.Tab("Models"):
                 build_models(service, runner)
     # Model calls share one concurrency group ("models", limit NUM_WORKERS); max_size bounds the wait.
