@@ -12,8 +12,9 @@ import logging
 
 import gradio as gr
 
-from explorer import catalog
+from explorer import catalog, stream_map
 from explorer.audio import AudioError
+from explorer.evaluate import DatasetError
 from explorer.config import Settings
 from explorer.live import LiveStreamError, LiveStreams, as_16k
 from explorer.service import ModelError, ModelService
@@ -178,6 +179,52 @@ def build_server_stream(service: ModelService, settings: Settings) -> None:
     )  # fmt: skip
 
 
+MAX_MAP_POINTS = 6  # models × chunks one request may ask for (each streams the whole dataset)
+
+
+def build_stream_map(service: ModelService, settings: Settings) -> None:
+    """The latency–accuracy map on the LibriVox clips, for a chosen set of models and chunks."""
+    keys = streamable_models(service)
+
+    def run(models, chunks, progress=gr.Progress()):
+        """Each model × minimum chunk streamed over the LibriVox clips on the computation-aware
+        timeline: (table with the Pareto front, WER-vs-latency plot)."""
+        chunks = sorted(float(c) for c in chunks or [])
+        if not models or not chunks:
+            raise gr.Error("Pick at least one model and one minimum chunk.")
+        if len(models) * len(chunks) > MAX_MAP_POINTS:
+            raise gr.Error(f"At most {MAX_MAP_POINTS} model × chunk points per run.")
+        try:
+            utterances = stream_map.librivox_utterances()
+            points = stream_map.run_map(
+                service, models, chunks, utterances, "en", alignment_cache=settings.data_dir / "alignments",
+                on_progress=lambda done, total, what: progress((done, total), desc=what),
+            )  # fmt: skip
+        except (AudioError, DatasetError, ModelError, ValueError) as exc:
+            raise user_error(exc) from exc
+        frame = stream_map.map_frame(points)
+        figure = stream_map.plot(frame)
+        return stream_map.table(frame), figure
+
+    with gr.Accordion("Latency–accuracy map (LibriVox clips)", open=False):
+        gr.Markdown(
+            "Each model × minimum chunk streams the five LibriVox clips on the computation-aware timeline "
+            "(a pass starts once its audio has arrived and the previous pass ended). Word latency is the "
+            "emission time minus the word's end in a reference alignment (the largest local faster-whisper "
+            "model, offline); points on the Pareto front are marked. `python -m explorer stream-bench` does the same."
+        )
+        with gr.Row():
+            models = gr.CheckboxGroup(keys, value=keys[:1], label="Models")
+            chunks = gr.CheckboxGroup(["0.5", "1", "2"], value=["1"], label="Minimum chunk (s)")
+        button = gr.Button("Map")
+        table = gr.Dataframe(label="Latency and WER (pareto = on the front)", interactive=False)
+        figure = gr.Plot(label="WER against mean word latency")
+    button.click(
+        run, [models, chunks], [table, figure], api_name="stream_map", concurrency_id="models",
+        concurrency_limit=settings.num_workers,
+    )  # fmt: skip
+
+
 def build_browser(service: ModelService, settings: Settings, results: BrowserResults, live: LiveStreams) -> None:
     gr.Markdown(
         "Whisper runs **in this browser** with transformers.js: on WebGPU when the browser has a real "
@@ -190,6 +237,7 @@ def build_browser(service: ModelService, settings: Settings, results: BrowserRes
     if component is None:
         build_server_stream(service, settings)
         build_live_stream(service, settings, live)
+        build_stream_map(service, settings)
         return
     received = gr.JSON(label="Received by the server (final transcript and metrics only)")
 
@@ -212,3 +260,4 @@ def build_browser(service: ModelService, settings: Settings, results: BrowserRes
     gr.api(browser_result, api_name="browser_result", queue=False)
     build_server_stream(service, settings)
     build_live_stream(service, settings, live)
+    build_stream_map(service, settings)

@@ -232,13 +232,15 @@ def checked(result: dict) -> dict:
     if not isinstance(result, dict) or not isinstance(result.get("run_id"), str) or not result["run_id"].isalnum():
         raise ValueError("not a browser result")
     m = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
+    device = "webgpu" if result.get("device") == "webgpu" else "wasm"
     return {
         "run_id": result["run_id"][:64],
         "mode": "stream" if result.get("mode") == "stream" else "file",
         "model": str(result.get("model", ""))[:200],
-        "device": "webgpu" if result.get("device") == "webgpu" else "wasm",
+        "device": device,
         "text": str(result.get("text", ""))[:100_000],
-        "metrics": {k: _number(v) for k, v in m.items() if isinstance(k, str) and len(k) < 40},
+        # The device inside the metrics too: metrics read on their own still say where they were made.
+        "metrics": {**{k: _number(v) for k, v in m.items() if isinstance(k, str) and len(k) < 40}, "device": device},
     }
 
 
