@@ -73,7 +73,7 @@ def test_segments_without_words_get_their_times_spread():
 
     hyp = hypothesis_from([Segment(1.0, 3.0, " He was not"), Segment(3.0, 4.0, " an")])
     assert [w.text for w in hyp.words] == [" He", " was", " not", " an"]
-    assert [(w.start, w.end) for w in hyp.words] == pytest.approx([(1.0, 1.5), (1.5, 2.25), (2.25, 3.0), (3.0, 4.0)])
+    assert [t for w in hyp.words for t in (w.start, w.end)] == pytest.approx([1.0, 1.5, 1.5, 2.25, 2.25, 3.0, 3.0, 4.0])
     assert list(hyp.segment_ends) == [3.0, 4.0]
 
 
