@@ -124,8 +124,7 @@ class LiveStream:
 
         t0 = self.clock()
         with self._lock:  # the processor takes the audio that has arrived; the copy runs unlocked
-            buffer, prompt = self.processor.audio[:], self.processor.prompt()
-            self.processor._unprocessed = 0
+            buffer, prompt = self.processor.pass_input()
         hypothesis = transcribe(buffer, prompt)
         with self._lock:
             step = self.processor.apply_hypothesis(hypothesis)
