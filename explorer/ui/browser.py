@@ -115,6 +115,7 @@ def build_live_stream(service: ModelService, settings: Settings, live: LiveStrea
     mic.stream(
         push, [mic, stream_id, model, language, min_chunk], [text, stream_id], stream_every=0.5,
         time_limit=int(settings.live_stream_max_seconds) + 5, concurrency_id="live", concurrency_limit=settings.max_live_streams,
+        show_progress="hidden",
         api_visibility="private",
     )  # fmt: skip
     mic.stop_recording(stop, stream_id, [text, summary, stream_id], api_visibility="private")
