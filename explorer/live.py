@@ -21,7 +21,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
@@ -53,8 +53,6 @@ class LiveUpdate:
     reason: str = ""  # why it closed: "finished", "time limit", "idle", "session ended"
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
         return asdict(self)
 
 
