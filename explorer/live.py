@@ -41,6 +41,14 @@ class LiveStreamError(ValueError):
     """A stream that cannot be opened or used (limits, unknown id, closed): a user-facing message."""
 
 
+class TooManyStreams(LiveStreamError):
+    """MAX_LIVE_STREAMS or MAX_LIVE_STREAMS_PER_SESSION reached: try again later."""
+
+
+class NoSuchStream(LiveStreamError):
+    """Closed, timed out, never opened, or another owner's."""
+
+
 @dataclass(frozen=True)
 class LiveUpdate:
     stream_id: str
@@ -177,10 +185,10 @@ class LiveStreams:
         self.reap()
         with self._lock:
             if len(self._streams) >= self.settings.max_live_streams:
-                raise LiveStreamError(f"{self.settings.max_live_streams} live streams are open (MAX_LIVE_STREAMS): try again later")
+                raise TooManyStreams(f"{self.settings.max_live_streams} live streams are open (MAX_LIVE_STREAMS): try again later")
             mine = sum(s.owner == owner for s in self._streams.values())
             if mine >= self.settings.max_live_streams_per_session:
-                raise LiveStreamError(
+                raise TooManyStreams(
                     f"this session has {mine} live streams open (MAX_LIVE_STREAMS_PER_SESSION): close one first"
                 )
             stream = LiveStream(self.service, key, options, min_chunk_seconds, self.settings.live_stream_max_seconds, owner, self.clock)
@@ -192,7 +200,7 @@ class LiveStreams:
         with self._lock:
             stream = self._streams.get(stream_id or "")
         if stream is None or (owner is not None and stream.owner != owner):
-            raise LiveStreamError("no such live stream (closed, timed out or never opened)")
+            raise NoSuchStream("no such live stream (closed, timed out or never opened)")
         return stream
 
     def close(self, stream_id: str, owner: Optional[str] = None, reason: str = "finished", **kwargs) -> LiveUpdate:

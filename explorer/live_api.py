@@ -23,7 +23,7 @@ from fastapi.security import HTTPBearer
 
 from explorer.audio import AudioError
 from explorer.config import Settings
-from explorer.live import LiveStreamError, LiveStreams, as_16k
+from explorer.live import LiveStreamError, LiveStreams, NoSuchStream, TooManyStreams, as_16k
 from explorer.openai_api import ApiError, route_class
 from explorer.service import ModelError
 from explorer.types import TranscribeOptions
@@ -36,9 +36,9 @@ def _owner(request: Request) -> str:
 
 
 def _refused(exc: Exception) -> ApiError:
-    if isinstance(exc, LiveStreamError) and "open" in str(exc):
+    if isinstance(exc, TooManyStreams):
         return ApiError(429, str(exc), code="too_many_streams")
-    if isinstance(exc, LiveStreamError) and str(exc).startswith("no such"):
+    if isinstance(exc, NoSuchStream):
         return ApiError(404, str(exc), code="stream_not_found")
     return ApiError(400, str(exc).strip("'\""), code="invalid_value")
 

@@ -121,6 +121,8 @@ def test_live_stream_through_the_api_in_real_time(app, clips):
         bad = http.post("/v1/live", params={"model": "no/such-model"})
         assert bad.status_code == 400 and "error" in bad.json()
         again = http.post("/v1/live", params={"model": MODEL})
+        more = http.post("/v1/live", params={"model": MODEL})  # one per client (MAX_LIVE_STREAMS_PER_SESSION)
+        assert more.status_code == 429 and "MAX_LIVE_STREAMS_PER_SESSION" in more.json()["error"]["message"]
         odd = http.post(f"/v1/live/{again.json()['stream_id']}/audio", content=b"\0\0\0")
         assert odd.status_code == 400 and "even" in odd.json()["error"]["message"]
         assert http.post(f"/v1/live/{again.json()['stream_id']}/close").status_code == 200
