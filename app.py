@@ -10,6 +10,8 @@ from explorer.batch import BatchRunner  # noqa: E402
 from explorer.config import Settings  # noqa: E402
 from explorer import first_start, gpu  # noqa: E402,F401 - gpu: spaces.GPU calls registered before the first launch
 from explorer.isolation import isolation_middleware  # noqa: E402
+from explorer.live import LiveStreams  # noqa: E402
+from explorer.live_api import build_live_router  # noqa: E402
 from explorer.openai_api import build_openai_router  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.ui import CSS, build_app  # noqa: E402
@@ -29,12 +31,14 @@ def main() -> None:
     # SIGTERM as Ctrl-C: launch() then closes the server and returns, and the runner stops below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        demo = build_app(service, settings, runner)
+        live = LiveStreams(service, settings)
+        live.start_reaper()  # streams whose client left (no audio for LIVE_STREAM_IDLE_SECONDS) are closed
+        demo = build_app(service, settings, runner, live)
         start_output_sweeper(settings, demo)  # uploads, downloads, exports: OUTPUT_TTL_MINUTES after written
         # The OpenAI-compatible routes join Gradio's own FastAPI app (same port, same service),
         # sharing its queue's bound; /docs lists them. COOP/COEP on every response make the page
         # cross-origin isolated: the Browser tab's WASM then runs multi-threaded.
-        openai_routes = build_openai_router(service, settings, demo._queue).routes
+        openai_routes = build_openai_router(service, settings, demo._queue).routes + build_live_router(live, settings).routes
         demo.launch(
             server_name=settings.host,
             server_port=settings.port,

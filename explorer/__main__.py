@@ -13,7 +13,11 @@ and each model's ``mean_wer``, the unweighted mean over datasets the Open ASR Le
 (``explorer.distributed``): Ray Data prints the progress, the summary adds ``throughput_rtfx`` (audio / wall-clock seconds), each row its ``node_id``, and
 ``DIR/results.parquet`` is written too. ``stream``: the file goes through
 LocalAgreement-2 as if it were arriving live (``explorer.simulate``); each pass is printed as it
-happens, then the latency figures the browser's streaming tab reports.
+happens, then the latency figures the browser's streaming tab reports (with ``--reference``, the
+word latency against a reference alignment too). ``stream-bench --models KEY[,KEY...] [--chunks
+0.5,1,2] [--data DATASET] [--out DIR]``: the latency–accuracy map (``explorer.stream_map``), each
+model × minimum chunk on the dataset (default: the LibriVox clips), a table printed and
+``DIR/map.csv``, ``map.json`` and ``map.png`` written.
 """
 
 from __future__ import annotations
@@ -75,6 +79,14 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     st.add_argument("--no-realtime", action="store_true", help="do not wait for the audio: a chunk per pass, simulated times")
     st.add_argument("--reference", help="reference transcript: prints the WER of the committed text")
     st.add_argument("--json", type=Path, default=None, help="write the report (and the score) to this JSON file")
+    sb = sub.add_parser("stream-bench", help="latency–accuracy map: models × minimum chunks on a dataset")
+    sb.add_argument("--models", required=True, help="comma-separated model keys, e.g. faster-whisper/tiny.en,transformers/whisper-base")
+    sb.add_argument("--chunks", default="0.5,1,2", help="comma-separated minimum chunks in seconds (default 0.5,1,2)")
+    sb.add_argument("--data", help="dataset as for eval (default: Debian's LibriVox clips)")
+    sb.add_argument("--limit", type=int, help="only the first N utterances")
+    sb.add_argument("--language", default="en")
+    sb.add_argument("--alignment-model", help="model of the reference alignment (default: the largest ready faster-whisper)")
+    sb.add_argument("--out", type=Path, default=None, help="folder for map.csv, map.json, map.png")
     en = sub.add_parser("env", help="print the run environment results on this machine record")
     en.add_argument("--json", action="store_true", help="as JSON, one record per engine")
     df = sub.add_parser("diff", help="compare two saved evaluations (results.json or results.csv)")
@@ -91,6 +103,13 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         parser.error("the same --data is given twice")
     if args.command == "stream" and args.min_chunk <= 0:
         parser.error("--min-chunk must be positive")
+    if args.command == "stream-bench":
+        try:
+            args.chunks = [float(c) for c in args.chunks.split(",") if c.strip()]
+        except ValueError:
+            parser.error("--chunks must be comma-separated numbers")
+        if not args.chunks or min(args.chunks) <= 0:
+            parser.error("--chunks must be positive numbers")
     return args
 
 
@@ -110,6 +129,7 @@ def stream(args: argparse.Namespace) -> int:
     from explorer import display
     from explorer.audio import AudioError
     from explorer.config import Settings
+    from explorer.latency import reference_alignment, stream_latency
     from explorer.scoring import score
     from explorer.service import ModelError, ModelService
     from explorer.simulate import StreamStepRecord, simulate_stream
@@ -140,8 +160,54 @@ def stream(args: argparse.Namespace) -> int:
         scored = score(args.reference, report.text, args.language, args.normalizer)
         print(f"WER                   {display.percent(scored.wer)} ({scored.word_errors}/{scored.reference_words} words, {scored.normalizer})")
         result["score"] = asdict(scored)
+        try:
+            alignment = reference_alignment(service, audio, args.language)
+        except (ModelError, ValueError) as exc:
+            print(f"no reference alignment: {exc}", file=sys.stderr)
+        else:
+            latency = stream_latency(report.events, report.processing_seconds, report.audio_seconds, alignment, scored.wer, args.language)
+            print(f"word latency          mean {_seconds(latency.mean_word_latency)}, p50 {_seconds(latency.p50_word_latency)}, "
+                  f"p90 {_seconds(latency.p90_word_latency)} ({latency.words_matched}/{latency.words_committed} words matched)")  # fmt: skip
+            print(f"alignment             {latency.alignment}")
+            result["latency"] = asdict(latency)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def stream_bench(args: argparse.Namespace) -> int:
+
+    from tqdm import tqdm
+
+    from explorer import catalog, stream_map
+    from explorer.config import Settings
+    from explorer.evaluate import DatasetError, load_dataset
+    from explorer.service import ModelError, ModelService
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        for key in models:
+            catalog.get(key)
+        utterances = load_dataset(args.data, limit=args.limit) if args.data else stream_map.librivox_utterances()[: args.limit]
+        settings = Settings.from_env()
+        service = ModelService(settings)
+        with tqdm(total=len(utterances) * (1 + len(models) * len(args.chunks)), unit="stream", file=sys.stderr) as bar:
+            points = stream_map.run_map(
+                service, models, args.chunks, utterances, args.language, args.alignment_model,
+                alignment_cache=settings.data_dir / "alignments", on_progress=lambda done, total, what: bar.update(1),
+            )  # fmt: skip
+    except (KeyError, DatasetError, ModelError, ValueError) as exc:
+        print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
+        return 2
+    frame = stream_map.map_frame(points)
+    print(stream_map.table(frame).to_string(index=False))
+    print(f"\nword latency against: {points[0].latency.alignment}" if points else "")
+    if args.out:
+        meta = {"models": models, "chunks": args.chunks, "data": args.data or str(stream_map.LIBRIVOX),
+                "utterances": len(utterances), "language": args.language, "timeline": "computation-aware simulation (realtime=False)",
+                "cpu_threads": settings.cpu_threads}  # fmt: skip
+        for path in stream_map.save(frame, args.out, meta):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -191,6 +257,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     if args.command == "stream":
         return stream(args)
+    if args.command == "stream-bench":
+        return stream_bench(args)
     if args.command == "env":
         return show_environment(args)
     if args.command == "diff":

@@ -150,6 +150,13 @@ class Settings:
     arena_models: tuple[str, ...] = ()
     arena_battle_ttl_minutes: float = 30.0
     arena_votes_per_hour: int = 60
+    # Live server streaming (explorer/live.py): open streams in all and per session (a Gradio
+    # session, an API client's address), the audio one stream may send, and how long a stream
+    # may go without audio before it is closed (a client that left).
+    max_live_streams: int = 4
+    max_live_streams_per_session: int = 1
+    live_stream_max_seconds: float = 300.0
+    live_stream_idle_seconds: float = 30.0
     # With a key, the OpenAI-compatible routes (/v1/...) need `Authorization: Bearer <key>`; None: open.
     api_key: Optional[str] = field(default=None, repr=False)
 
@@ -223,6 +230,10 @@ class Settings:
             arena_models=tuple(x.strip() for x in env.get("ARENA_MODELS", "").split(",") if x.strip()),
             arena_battle_ttl_minutes=_float(env, "ARENA_BATTLE_TTL_MINUTES", cls.arena_battle_ttl_minutes),
             arena_votes_per_hour=_int(env, "ARENA_VOTES_PER_HOUR", cls.arena_votes_per_hour),
+            max_live_streams=_int(env, "MAX_LIVE_STREAMS", cls.max_live_streams),
+            max_live_streams_per_session=_int(env, "MAX_LIVE_STREAMS_PER_SESSION", cls.max_live_streams_per_session),
+            live_stream_max_seconds=_float(env, "LIVE_STREAM_MAX_SECONDS", cls.live_stream_max_seconds),
+            live_stream_idle_seconds=_float(env, "LIVE_STREAM_IDLE_SECONDS", cls.live_stream_idle_seconds),
             zero_gpu_max_seconds=_float(env, "ZERO_GPU_MAX_SECONDS", cls.zero_gpu_max_seconds),
             browser_assets_dir=Path(env["BROWSER_ASSETS_DIR"]) if env.get("BROWSER_ASSETS_DIR") else None,
             prepare_on_start=env.get("PREPARE_ON_START", "1").strip().lower() not in ("0", "false", "no", "off"),
@@ -277,5 +288,9 @@ class Settings:
             raise ValueError("ARENA_BATTLE_TTL_MINUTES must be positive and ARENA_VOTES_PER_HOUR at least 1")
         if len(set(self.arena_models)) == 1:
             raise ValueError("ARENA_MODELS must name at least two models (or none: every ready model)")
+        if self.max_live_streams < 1 or not 1 <= self.max_live_streams_per_session <= self.max_live_streams:
+            raise ValueError("MAX_LIVE_STREAMS must be at least 1, MAX_LIVE_STREAMS_PER_SESSION between 1 and it")
+        if self.live_stream_max_seconds <= 0 or self.live_stream_idle_seconds <= 0:
+            raise ValueError("LIVE_STREAM_MAX_SECONDS and LIVE_STREAM_IDLE_SECONDS must be positive")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError("DEVICE must be auto, cpu or cuda")

@@ -139,8 +139,14 @@ class OnlineASRProcessor:
 
     def process_iter(self, transcribe: Transcribe) -> StreamStep:
         """Transcribe the buffer (a copy of it) and apply the result."""
+        return self.apply_hypothesis(transcribe(*self.pass_input()))
+
+    def pass_input(self) -> tuple[array, str]:
+        """What the next pass transcribes: a copy of the buffer and the prompt; the audio inserted
+        so far counts as processed. For callers that run the model themselves (then
+        ``apply_hypothesis``), e.g. with more audio arriving meanwhile."""
         self._unprocessed = 0
-        return self.apply_hypothesis(transcribe(self.audio[:], self.prompt()))
+        return self.audio[:], self.prompt()
 
     def apply_hypothesis(self, hypothesis: Hypothesis) -> StreamStep:
         """The policy step of ``process_iter``, for callers that run the model themselves."""

@@ -246,7 +246,7 @@ def _limit_body(request: Request, settings: Settings) -> Request:
     return Request(request.scope, receive)
 
 
-def _route_class(settings: Settings) -> type[APIRoute]:
+def route_class(settings: Settings) -> type[APIRoute]:
     class OpenAIRoute(APIRoute):
         """Checks the key and bounds the body before the form is parsed; every error in OpenAI's shape."""
 
@@ -295,7 +295,7 @@ def build_openai_router(service: ModelService, settings: Settings, gradio_queue=
     # own pool, so that waiting API requests never hold the threads Gradio's handlers run on.
     pool = ThreadPoolExecutor(settings.queue_max_size + settings.num_workers, thread_name_prefix="openai-api")
     auth = [Depends(HTTPBearer(auto_error=False))] if settings.api_key else []  # shown in /docs; checked in OpenAIRoute
-    router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=_route_class(settings), dependencies=auth)
+    router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=route_class(settings), dependencies=auth)
 
     def model_key(model: str) -> str:
         key = settings.default_model if model == WHISPER_1 else model

@@ -17,6 +17,14 @@ ended, and lasts as long as the model call really took. With a model faster than
 is the real-time schedule; with a slower one, lag grows as a queue of chunks would, where a
 real-time run instead takes all that arrived in one pass. ``wall_seconds`` is always the real time
 the simulation took.
+
+Word latency (``explorer.latency``): every committed word, the tail made final by ``finish``
+included (emitted when the stream ends), is a ``CommitEvent``; the report's ``latency`` scores
+them against a reference alignment when one is given, else against the stream's own word times.
+
+Engines without word timestamps (transformers, ONNX) give Whisper segments with times: their words
+get times spread over the segment by length (``word_times`` says "interpolated"), which is coarser
+than faster-whisper's, so LocalAgreement's time filter is looser there.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from explorer.audio import Audio
+from explorer.latency import CommitEvent, ReferenceAlignment, StreamLatency, stream_latency
 from explorer.local_agreement import Hypothesis, OnlineASRProcessor, commit_latency
 from explorer.types import SAMPLE_RATE, Segment, TranscribeOptions, Word
 
@@ -68,6 +77,9 @@ class StreamReport:
     audio_seconds: float
     wall_seconds: float  # real time the whole simulation took
     processing_seconds: float  # sum of the model calls
+    events: tuple[CommitEvent, ...] = ()  # one per committed word, the finished tail included
+    latency: Optional[StreamLatency] = None  # word latency (explorer.latency), WER unset
+    word_times: str = "engine"  # "engine" or "interpolated" (spread over segments by length)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,9 +93,24 @@ def _join(words: Sequence[Word]) -> str:
     return " ".join(w.text.strip() for w in words)
 
 
+def spread_words(segment: Segment) -> tuple[Word, ...]:
+    """A segment's words with times spread over it in proportion to their length: for engines
+    that time segments but not words."""
+    texts = segment.text.split()
+    total = sum(len(t) for t in texts)
+    words, at = [], segment.start
+    for text in texts:
+        end = at + (segment.end - segment.start) * len(text) / total
+        words.append(Word(at, end, " " + text))
+        at = end
+    return tuple(words)
+
+
 def hypothesis_from(segments: Sequence[Segment]) -> Hypothesis:
-    """An engine's segments (times relative to the buffer) as LocalAgreement's timed words."""
-    return Hypothesis([w for s in segments for w in s.words], [s.end for s in segments])
+    """An engine's segments (times relative to the buffer) as LocalAgreement's timed words;
+    segments without words get them spread over their time."""
+    words = [w for s in segments for w in (s.words or spread_words(s))]
+    return Hypothesis(words, [s.end for s in segments])
 
 
 def stream_passes(
@@ -97,6 +124,7 @@ def stream_passes(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     tick_seconds: Optional[float] = None,
+    reference: Optional[ReferenceAlignment] = None,
 ) -> Iterator[Union[StreamStepRecord, StreamReport, None]]:
     """Stream ``audio`` through ``key`` with LocalAgreement-2: yields each pass's record as it is
     made, then the report (whose last record, ``finish``, is yielded only there).
@@ -106,7 +134,8 @@ def stream_passes(
     real-time wait for audio is cut into waits of at most that long, each followed by a ``None``,
     so that a consumer (a Gradio handler) can be closed between model calls within about a tick.
 
-    The model is loaded before the stream starts, so no pass pays for the load.
+    The model is loaded before the stream starts, so no pass pays for the load. ``reference``:
+    the file's reference alignment for the word latency (else the stream's own word times).
     """
     samples = np.asarray(audio.samples, dtype=np.float32).reshape(-1)
     total = len(samples)
@@ -115,16 +144,18 @@ def stream_passes(
     processor = OnlineASRProcessor(min_chunk_seconds, trim_seconds)
     service.preload(key)
 
+    word_times = ["engine"]
+
     def transcribe(buffer: array, prompt: str) -> Hypothesis:
         result = service.transcribe(
             key, Audio(np.frombuffer(buffer, dtype=np.float32)), replace(ask, prompt=prompt or None), interactive=True
         )
-        if result.segments and not any(s.words for s in result.segments):
-            raise ValueError(f"{key} gives no word timestamps: LocalAgreement needs timed words")
+        if any(s.text.strip() and not s.words for s in result.segments):
+            word_times[0] = "interpolated"
         return hypothesis_from(result.segments)
 
     steps: list[StreamStepRecord] = []
-    events: list[tuple[float, float]] = []  # (commit time, word end), both from stream start
+    events: list[CommitEvent] = []  # both times from the stream's start
     processing = 0.0
     trims = 0
     taken = 0  # samples inserted so far
@@ -155,7 +186,7 @@ def stream_passes(
         processing += spent
         trims += processor.buffer_time_offset != offset
         at = now()
-        events.extend((at, w.end) for w in step.committed)
+        events.extend(CommitEvent(at, w.end, w.text) for w in step.committed)
         record = StreamStepRecord(
             at, taken / SAMPLE_RATE, buffer_seconds, _join(processor.committed), _join(step.unconfirmed), spent
         )
@@ -163,10 +194,15 @@ def stream_passes(
         yield record
 
     iterations = len(steps)
-    words = tuple(processor.committed) + processor.finish().committed
+    agreed = len(events)
+    agreed_words = tuple(processor.committed)
+    tail = processor.finish().committed  # finish() also forgets the committed words
+    words = agreed_words + tail
     text = _join(words)
-    steps.append(StreamStepRecord(now(), total / SAMPLE_RATE, 0.0, text, "", 0.0))
-    latency = commit_latency(events, 0.0)
+    at = now()
+    events.extend(CommitEvent(at, w.end, w.text) for w in tail)
+    steps.append(StreamStepRecord(at, total / SAMPLE_RATE, 0.0, text, "", 0.0))
+    latency = commit_latency([(e.emitted, e.word_end) for e in events[:agreed]], 0.0)
     yield StreamReport(
         model=key,
         options=ask,
@@ -183,6 +219,9 @@ def stream_passes(
         audio_seconds=total / SAMPLE_RATE,
         wall_seconds=clock() - start,
         processing_seconds=processing,
+        events=tuple(events),
+        latency=stream_latency(events, processing, total / SAMPLE_RATE, reference, language=options.language),
+        word_times=word_times[0],
     )
 
 
@@ -197,9 +236,11 @@ def simulate_stream(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_step: Optional[Callable[[StreamStepRecord], None]] = None,
+    reference: Optional[ReferenceAlignment] = None,
 ) -> StreamReport:
     """``stream_passes`` run to its end; ``on_step`` sees each pass's record as it is made."""
-    for item in stream_passes(service, key, audio, options, min_chunk_seconds, trim_seconds, realtime, clock, sleep):
+    passes = stream_passes(service, key, audio, options, min_chunk_seconds, trim_seconds, realtime, clock, sleep, reference=reference)
+    for item in passes:
         if isinstance(item, StreamReport):
             return item
         if on_step and item is not None:

@@ -58,6 +58,25 @@ def test_buffer_is_trimmed_past_trim_seconds(long_report):
     assert any(s.buffer_seconds < s.audio_seconds - 1 for s in long_report.steps[:-1])
 
 
+def test_word_latency_of_every_committed_word(long_report):
+    latency = long_report.latency
+    assert len(long_report.events) == len(long_report.words) == latency.words_committed
+    assert latency.alignment.startswith("the stream's own")  # no reference alignment given
+    assert 0 < latency.p50_word_latency <= latency.p90_word_latency
+    assert latency.compute_ratio == pytest.approx(long_report.processing_seconds / long_report.audio_seconds)
+    assert long_report.word_times == "engine"
+
+
+def test_segments_without_words_get_their_times_spread():
+    from explorer.simulate import hypothesis_from
+    from explorer.types import Segment
+
+    hyp = hypothesis_from([Segment(1.0, 3.0, " He was not"), Segment(3.0, 4.0, " an")])
+    assert [w.text for w in hyp.words] == [" He", " was", " not", " an"]
+    assert [t for w in hyp.words for t in (w.start, w.end)] == pytest.approx([1.0, 1.5, 1.5, 2.25, 2.25, 3.0, 3.0, 4.0])
+    assert list(hyp.segment_ends) == [3.0, 4.0]
+
+
 def test_commit_latency_figures(long_report):
     assert long_report.first_commit_latency is not None and long_report.first_commit_latency > 0
     assert long_report.mean_commit_lag is not None and long_report.mean_commit_lag > 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import gradio as gr
 
 from explorer.battles import Arena
 from explorer.batch import BatchRunner
 from explorer.config import Settings
+from explorer.live import LiveStreams
 from explorer.service import ModelService
 from explorer.ui import arena as arena_tab
 from explorer.ui.batch import build_batch
@@ -34,8 +37,9 @@ CSS = """
 """ + arena_tab.CSS
 
 
-def build_app(service: ModelService, settings: Settings, runner: BatchRunner) -> gr.Blocks:
+def build_app(service: ModelService, settings: Settings, runner: BatchRunner, live: Optional[LiveStreams] = None) -> gr.Blocks:
     browser_results = BrowserResults()
+    live = live or LiveStreams(service, settings)
     # Uploads (and the files Gradio tracks) are removed OUTPUT_TTL_MINUTES after they were written;
     # the files handlers return are also swept by widgets.sweep_outputs (app.py starts it).
     with gr.Blocks(title="Open-ASR Model Explorer", delete_cache=settings.delete_cache) as demo:
@@ -50,7 +54,7 @@ def build_app(service: ModelService, settings: Settings, runner: BatchRunner) ->
             with gr.Tab("Batch"):
                 build_batch(service, settings, runner)
             with gr.Tab("Browser"):
-                build_browser(service, settings, browser_results)
+                build_browser(service, settings, browser_results, live)
             with gr.Tab("Arena") as tab:
                 # The arena's sessions are the Batch tab's: one token, one secret.
                 arena_tab.build_arena(service, settings, Arena(service, settings, tokens=runner.tokens), tab)

@@ -12,9 +12,11 @@ import logging
 
 import gradio as gr
 
-from explorer import catalog
+from explorer import catalog, stream_map
 from explorer.audio import AudioError
+from explorer.evaluate import DatasetError
 from explorer.config import Settings
+from explorer.live import LiveStreamError, LiveStreams, as_16k
 from explorer.service import ModelError, ModelService
 from explorer.simulate import StreamReport, stream_passes
 from explorer.types import TranscribeOptions
@@ -28,11 +30,12 @@ STREAM_TICK_SECONDS = 0.1
 
 def stream_html(committed: str, unconfirmed: str) -> str:
     """Committed text as is, the unconfirmed tail muted: the same look as the browser's."""
-    tail = f" <span style='opacity:0.7;font-style:italic'>{html.escape(unconfirmed)}</span>" if unconfirmed else ""
-    return f"<div>{html.escape(committed)}{tail}</div>"
+    tail = f" <span class='unconfirmed' style='opacity:0.7;font-style:italic'>{html.escape(unconfirmed)}</span>" if unconfirmed else ""
+    return f"<div><span class='committed'>{html.escape(committed)}</span>{tail}</div>"
 
 
 def report_summary(report: StreamReport) -> dict:
+    latency = report.latency
     return {
         "model": report.model,
         "text": report.text,
@@ -43,7 +46,79 @@ def report_summary(report: StreamReport) -> dict:
         "audio_seconds": report.audio_seconds,
         "processing_seconds": report.processing_seconds,
         "wall_seconds": report.wall_seconds,
+        "word_latency": latency.to_dict() if latency else None,
+        "word_times": report.word_times,
     }
+
+
+def streamable_models(service: ModelService) -> list[str]:
+    """Models LocalAgreement can stream with: timed words (faster-whisper) or timed Whisper
+    segments (transformers, ONNX), ready here."""
+    return [
+        m.key for m in catalog.MODELS
+        if m.engine in ("faster-whisper", "transformers", "onnx") and service.availability[m.key].status == "ready"
+    ]  # fmt: skip
+
+
+def build_live_stream(service: ModelService, settings: Settings, live: LiveStreams) -> None:
+    """The microphone streamed to the server: LocalAgreement-2 passes as the audio arrives."""
+    keys = streamable_models(service)
+
+    def push(chunk, stream_id, model, language, min_chunk, request: gr.Request):
+        """One microphone chunk: opens the session's stream on the first, runs a pass when a chunk
+        of new audio is ready; (committed + muted tail, stream id)."""
+        if chunk is None:
+            return gr.skip(), stream_id
+        try:
+            if stream_id is None:
+                opened = live.open(f"ui:{request.session_hash}", model, TranscribeOptions(language=language or None), float(min_chunk))
+                stream_id = opened.id
+            rate, samples = chunk
+            update = live.get(stream_id).push(as_16k(rate, samples))
+        except (AudioError, LiveStreamError, ModelError, ValueError) as exc:
+            raise user_error(exc) from exc
+        return stream_html(update.committed, update.unconfirmed), stream_id
+
+    def stop(stream_id):
+        """Recording stopped: the tail made final, the latency figures."""
+        if stream_id is None:
+            return gr.skip(), gr.skip(), None
+        try:
+            final = live.close(stream_id)
+        except LiveStreamError as exc:
+            raise user_error(exc) from exc
+        return stream_html(final.committed, ""), final.to_dict(), None
+
+    def session_ended(stream_id) -> None:
+        if stream_id is not None:
+            try:
+                live.close(stream_id, reason="session ended")
+            except LiveStreamError:
+                pass  # already closed (stopped, idle or over its time limit)
+
+    gr.Markdown(
+        "### Live server streaming\nYour microphone, streamed to the server: LocalAgreement-2 in Python "
+        "with the chosen model; each pass holds a model slot only while it runs. Stop recording for the "
+        f"latency figures. At most {settings.live_stream_max_seconds:g} s per stream (LIVE_STREAM_MAX_SECONDS)."
+    )
+    stream_id = gr.State(None, delete_callback=session_ended)
+    with gr.Row():
+        with gr.Column():
+            mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone (server streaming)", elem_id="live-mic")
+            model = gr.Dropdown(keys, value=keys[0] if keys else None, label="Server model")
+            with gr.Row():
+                language = gr.Textbox("en", label="Language")
+                min_chunk = gr.Slider(0.5, 3.0, value=1.0, step=0.5, label="Min chunk (s)")
+        with gr.Column():
+            text = gr.HTML(label="Committed (normal) and unconfirmed (muted)", elem_id="live-text")
+            summary = gr.JSON(label="Latency (live)", elem_id="live-summary")
+    mic.stream(
+        push, [mic, stream_id, model, language, min_chunk], [text, stream_id], stream_every=0.5,
+        time_limit=int(settings.live_stream_max_seconds) + 5, concurrency_id="live", concurrency_limit=settings.max_live_streams,
+        show_progress="hidden",
+        api_visibility="private",
+    )  # fmt: skip
+    mic.stop_recording(stop, stream_id, [text, summary, stream_id], api_visibility="private")
 
 
 def build_server_stream(service: ModelService, settings: Settings) -> None:
@@ -105,7 +180,53 @@ def build_server_stream(service: ModelService, settings: Settings) -> None:
     )  # fmt: skip
 
 
-def build_browser(service: ModelService, settings: Settings, results: BrowserResults) -> None:
+MAX_MAP_POINTS = 6  # models × chunks one request may ask for (each streams the whole dataset)
+
+
+def build_stream_map(service: ModelService, settings: Settings) -> None:
+    """The latency–accuracy map on the LibriVox clips, for a chosen set of models and chunks."""
+    keys = streamable_models(service)
+
+    def run(models, chunks, progress=gr.Progress()):
+        """Each model × minimum chunk streamed over the LibriVox clips on the computation-aware
+        timeline: (table with the Pareto front, WER-vs-latency plot)."""
+        chunks = sorted(float(c) for c in chunks or [])
+        if not models or not chunks:
+            raise gr.Error("Pick at least one model and one minimum chunk.")
+        if len(models) * len(chunks) > MAX_MAP_POINTS:
+            raise gr.Error(f"At most {MAX_MAP_POINTS} model × chunk points per run.")
+        try:
+            utterances = stream_map.librivox_utterances()
+            points = stream_map.run_map(
+                service, models, chunks, utterances, "en", alignment_cache=settings.data_dir / "alignments",
+                on_progress=lambda done, total, what: progress((done, total), desc=what),
+            )  # fmt: skip
+        except (AudioError, DatasetError, ModelError, ValueError) as exc:
+            raise user_error(exc) from exc
+        frame = stream_map.map_frame(points)
+        figure = stream_map.plot(frame)
+        return stream_map.table(frame), figure
+
+    with gr.Accordion("Latency–accuracy map (LibriVox clips)", open=False):
+        gr.Markdown(
+            "Each model × minimum chunk streams the five LibriVox clips on the computation-aware timeline "
+            "(a pass starts once its audio has arrived and the previous pass ended). Word latency is the "
+            "emission time minus the word's end in a reference alignment (the largest local faster-whisper "
+            "model, offline); points on the Pareto front are marked. `python -m explorer stream-bench` does the same."
+        )
+        with gr.Row():
+            models = gr.CheckboxGroup(keys, value=keys[:1], label="Models")
+            chunks = gr.CheckboxGroup(["0.5", "1", "2"], value=["1"], label="Minimum chunk (s)")
+        button = gr.Button("Map")
+        table = gr.Dataframe(label="Latency and WER (pareto = on the front)", interactive=False)
+        figure = gr.Plot(label="WER against mean word latency")
+    button.click(
+        run, [models, chunks], [table, figure], api_name="stream_map", concurrency_id="models",
+        concurrency_limit=settings.num_workers,
+    )  # fmt: skip
+
+
+def build_browser(service: ModelService, settings: Settings, results: BrowserResults, live: LiveStreams) -> None:
     gr.Markdown(
         "Whisper runs **in this browser** with transformers.js: on WebGPU when the browser has a real "
         "(non-fallback) adapter, else on WASM. Audio never leaves the page; the server receives only the "
@@ -116,6 +237,8 @@ def build_browser(service: ModelService, settings: Settings, results: BrowserRes
     component = browser_component(settings)
     if component is None:
         build_server_stream(service, settings)
+        build_live_stream(service, settings, live)
+        build_stream_map(service, settings)
         return
     received = gr.JSON(label="Received by the server (final transcript and metrics only)")
 
@@ -139,3 +262,5 @@ def build_browser(service: ModelService, settings: Settings, results: BrowserRes
     component.change(receive, component, received, api_visibility="private")
     gr.api(browser_result, api_name="browser_result", queue=False)
     build_server_stream(service, settings)
+    build_live_stream(service, settings, live)
+    build_stream_map(service, settings)
