@@ -32,7 +32,9 @@ import pandas as pd  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from explorer.config import Settings  # noqa: E402
+from explorer.latency import events_from, reference_alignment, stream_latency  # noqa: E402
 from explorer.metrics import commit_lag  # noqa: E402
+from explorer.service import ModelService  # noqa: E402
 from explorer.scoring import score  # noqa: E402
 from tests.browser_page import Page, launch, stream_microphone, write_mic_sequence  # noqa: E402
 from tests.conftest import librivox_clips  # noqa: E402
@@ -106,6 +108,9 @@ def main() -> None:
         env["CROSS_ORIGIN_ISOLATION"] = args.isolation
     app = RunningApp(Settings().models_dir, work / "app.log", **env)
     rows, recorded = [], {}
+    # Word latency against a reference alignment of the file (the server's definition, explorer/latency.py).
+    service = ModelService(Settings.from_env())
+    alignment = reference_alignment(service, service.decode(wav))
     try:
         client = app.client()
         with sync_playwright() as p:
@@ -117,6 +122,8 @@ def main() -> None:
                 wer = score(reference, result["text"]).wer
                 recorded[model] = wer
                 q = lag.quarter_lags
+                word = stream_latency(events_from(result.get("events") or []), m.get("processing_seconds") or 0.0,
+                                      m.get("audio_seconds") or 0.0, alignment)  # fmt: skip
                 rows.append({
                     "model": model,
                     "isolated": seen["isolated"],
@@ -126,6 +133,10 @@ def main() -> None:
                     "lag by quarter s": " / ".join("–" if v is None else f"{v:.1f}" for v in q),
                     "last/first quarter": lag.last_to_first_quarter,
                     "WER %": 100 * wer,
+                    "word latency mean / p50 / p90 s": " / ".join(
+                        "–" if v is None else f"{v:.2f}" for v in (word.mean_word_latency, word.p50_word_latency, word.p90_word_latency)
+                    ),
+                    "words matched": f"{word.words_matched}/{word.words_committed}",
                     "RTFx": m.get("rtfx"),
                     "passes": m.get("iterations"),
                     "pass s mean / max": f"{m.get('mean_pass_seconds') or 0:.2f} / {m.get('max_pass_seconds') or 0:.2f}",
@@ -138,7 +149,8 @@ def main() -> None:
     finally:
         app.stop()
     print(f"\n{speech_seconds:.1f} s of LibriVox speech and pauses, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-          f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
+          f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"word latency against {alignment.source}\n")
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"))
     if passes:
         print("\nOne pass on a 6 s LibriVox clip (transformers.js straight, the app's page)\n")

@@ -121,7 +121,7 @@ def test_the_arena_tab_hides_names_until_the_vote_in_chromium(arena_app):
         pytest.fail("Debian's chromium is missing: run the tests with `make test`")
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import ARGS
+    from tests.browser_page import ARGS
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)

@@ -14,7 +14,7 @@ import soundfile as sf
 from explorer.live import LiveStreamError, LiveStreams
 from explorer.scoring import score
 from explorer.types import TranscribeOptions
-from tests.test_browser import ARGS, CHROMIUM
+from tests.browser_page import ARGS, CHROMIUM
 
 MODEL = "faster-whisper/tiny.en"
 EN = TranscribeOptions(language="en")

@@ -20,7 +20,8 @@ import gradio as gr
 import pytest
 
 from tests.running_app import ROOT, free_port
-from tests.test_browser import ARGS, CHROMIUM, TINY_FP32
+from tests.browser_page import ARGS, CHROMIUM
+from tests.test_browser import TINY_FP32
 
 TABS = ("Transcribe", "Compare", "Evaluate", "Batch", "Browser", "Arena", "Models")
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
