@@ -78,7 +78,8 @@ class Page:
         return status
 
     def outside(self, base: str) -> list[str]:
-        return [url for _, url, _ in self.requests if not url.startswith(base.rstrip("/"))]
+        """Requests that left the page for another host (blob: and data: URLs never leave it)."""
+        return [url for _, url, _ in self.requests if not url.startswith((base.rstrip("/"), "blob:", "data:"))]
 
     def load(self, model_key: str) -> str:
         self.at("model").select_option(model_key)

@@ -86,7 +86,9 @@ def test_a_slow_reader_does_not_change_the_timing(service, long_speech):
     assert min(m.emissions for m in fast) >= 50  # enough tokens for 50 ms each to matter
     for name in ("processing_seconds", "ttft_seconds", "itl_seconds"):
         a, b = (min(getattr(m, name) for m in runs) for runs in (fast, slow))
-        assert b <= 1.05 * a, (name, a, b, fast, slow)
+        # 5 %, and 20 ms besides: a TTFT of ~0.37 s moves by that much between runs (CI saw
+        # +18 ms), far below the 50 ms per update a reader-timed figure would add.
+        assert b <= 1.05 * a + 0.02, (name, a, b, fast, slow)
 
 
 def test_beam_search_token_runs_report_no_streaming_figures(service, clips):

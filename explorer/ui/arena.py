@@ -69,6 +69,13 @@ def reveal_html(revealed: dict) -> str:
     )
 
 
+def heat_style(fraction: float) -> str:
+    """An opaque pale-to-strong green with dark text: readable (axe's contrast) in light and dark themes."""
+    pale, strong = (240, 253, 244), (34, 197, 94)
+    rgb = ", ".join(str(round(p + (s - p) * fraction)) for p, s in zip(pale, strong))
+    return f"background: rgb({rgb}); color: #111827"
+
+
 def heat_map_html(board: Leaderboard) -> str:
     """Pairwise win fractions (row beats column, ties left out) as a coloured table."""
     models = [r.model for r in board.ratings]
@@ -80,7 +87,7 @@ def heat_map_html(board: Leaderboard) -> str:
         cells = []
         for y in models:
             f = board.win_fraction[x][y]
-            style = "" if f is None else f" style='background: rgba(34, 197, 94, {f:.2f})'"
+            style = "" if f is None else f" style='{heat_style(f)}'"
             cells.append(f"<td{style}>{display.percent(f, 0)}</td>")
         body.append(f"<tr><th>{html.escape(x)}</th>{''.join(cells)}</tr>")
     return (
