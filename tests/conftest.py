@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,3 +117,22 @@ def redis_url(redis_available, tmp_path_factory):
     server = redis_server.RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request, tmp_path):
+    """(JOB_STORE, DATA_DIR) of an empty store: SQLite in a temporary folder, or a key prefix of its
+    own on the test's redis-server (removed after)."""
+    if request.param == "sqlite":
+        yield "", tmp_path
+        return
+    import redis
+
+    server = request.getfixturevalue("redis_url")
+    prefix = f"test-{request.node.name[:40]}-{time.monotonic_ns()}:"
+    yield f"{server}?prefix={prefix}", tmp_path
+    client = redis.Redis.from_url(server)
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

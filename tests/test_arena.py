@@ -160,23 +160,6 @@ def transcripts(service, clips):
     return audio, service.transcribe("faster-whisper/tiny.en", audio, EN), service.transcribe("faster-whisper/base", audio, EN)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def backend(request, tmp_path):
-    if request.param == "sqlite":
-        yield "", tmp_path
-        return
-    import redis
-
-    server = request.getfixturevalue("redis_url")
-    prefix = f"test-arena-{request.node.name[:40]}-{time.monotonic_ns()}:"
-    yield f"{server}?prefix={prefix}", tmp_path
-    client = redis.Redis.from_url(server)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 def make_battle(transcripts, session: str, now: float, ttl: float = 600.0) -> Battle:
     audio, a, b = transcripts
     return Battle(arena.new_battle_id(), session, a.model, b.model, audio_sha256(audio), audio.duration, EN, now, now + ttl, a, b)

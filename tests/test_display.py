@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from explorer import display
+from tests.node_tests import run_node_tests
 from tests.running_app import ROOT
 
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "display.json").read_text())["cases"]
@@ -26,12 +25,7 @@ def test_vector(case):
 
 
 def test_the_js_twin_passes_the_same_vectors():
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("Node.js (>= 18) is missing: it runs the browser component's tests")
-    run = subprocess.run([node, "--test", "--test-reporter=tap", NODE_TESTS], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert f"# pass {len(VECTORS)}" in run.stdout and "# fail 0" in run.stdout
+    assert f"# pass {len(VECTORS)}" in run_node_tests(NODE_TESTS)
 
 
 def test_numpy_and_pandas_missing_values_read_as_a_dash():

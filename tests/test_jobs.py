@@ -30,25 +30,6 @@ EN = TranscribeOptions(language="en")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def backend(request, tmp_path):
-    """(JOB_STORE, DATA_DIR) of an empty store: SQLite in a temporary folder, or a key prefix of its
-    own on the test's redis-server (removed after)."""
-    if request.param == "sqlite":
-        yield "", tmp_path
-        return
-    import redis
-
-    server = request.getfixturevalue("redis_url")
-    prefix = f"test-{request.node.name[:40]}-{time.monotonic_ns()}:"
-    yield f"{server}?prefix={prefix}", tmp_path
-    client = redis.Redis.from_url(server)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 @pytest.fixture
 def store(backend):
     # One contract for every store, each opened the way the app opens it (JOB_STORE).

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shutil
-import subprocess
 from array import array
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from explorer.local_agreement import (
     commit_latency,
 )
 from explorer.types import Word
+from tests.node_tests import run_node_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "local_agreement.json").read_text())["cases"]
@@ -138,14 +137,9 @@ def test_vector(case):
 
 
 def test_the_js_twin_passes_the_same_vectors():
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("Node.js (>= 18) is missing: it runs the browser component's tests")
-    run = subprocess.run([node, "--test", "--test-reporter=tap", NODE_TESTS], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "# fail 0" in run.stdout
+    tap = run_node_tests(NODE_TESTS)
     for case in VECTORS:  # every vector ran there too
-        assert re.search(rf"^ok \d+ - {re.escape(case['kind'] + ': ' + case['name'])}$", run.stdout, re.M), case["name"]
+        assert re.search(rf"^ok \d+ - {re.escape(case['kind'] + ': ' + case['name'])}$", tap, re.M), case["name"]
 
 
 def test_audio_may_be_numpy_and_is_passed_as_a_float32_copy():

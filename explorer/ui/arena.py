@@ -19,7 +19,7 @@ from explorer.arena import LEADERBOARD_COLUMNS, Leaderboard, VoteRefused
 from explorer.audio import AudioError
 from explorer.battles import Arena
 from explorer.service import ModelError, ModelService
-from explorer.ui.widgets import AUTO, SAMPLES, error_message, make_options, output_folder, warnings_markdown
+from explorer.ui.widgets import AUTO, SAMPLES, error_message, make_options, warnings_markdown, write_table_exports
 
 LANGUAGES = [AUTO, "en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "uk", "zh", "ja", "ko", "ar", "hi", "tr"]
 VOTES = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both are bad", "both_bad"))
@@ -110,11 +110,7 @@ def table_frame(board: Leaderboard) -> pd.DataFrame:
 
 
 def write_exports(board: Leaderboard) -> list[str]:
-    folder = output_folder("arena-")
-    csv, js = folder / "arena_leaderboard.csv", folder / "arena_leaderboard.json"
-    csv.write_text(board.to_csv(), encoding="utf-8")
-    js.write_text(board.to_json(), encoding="utf-8")
-    return [str(csv), str(js)]
+    return write_table_exports("arena-", "arena_leaderboard", board.to_csv(), board.to_json())
 
 
 def build_arena(service: ModelService, settings, arena: Arena, tab: Optional[gr.Tab] = None) -> None:

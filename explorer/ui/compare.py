@@ -26,7 +26,7 @@ from explorer.ui.widgets import (
     make_options,
     metric_cards,
     model_choices,
-    output_folder,
+    write_table_exports,
     sample_examples,
     warnings_markdown,
 )
@@ -159,11 +159,7 @@ def alignment_html(c: Comparison) -> str:
 
 
 def write_exports(c: Comparison) -> list[str]:
-    folder = output_folder("compare-")
-    csv, js = folder / "comparison.csv", folder / "comparison.json"
-    csv.write_text(c.to_csv(), encoding="utf-8")
-    js.write_text(c.to_json(), encoding="utf-8")
-    return [str(csv), str(js)]
+    return write_table_exports("compare-", "comparison", c.to_csv(), c.to_json())
 
 
 def comparison_so_far(request: Optional[Request], reference: str, against: Optional[str], results: Sequence[Optional[Transcription]],

@@ -70,6 +70,15 @@ def output_folder(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=outputs_root()))
 
 
+def write_table_exports(prefix: str, stem: str, csv_text: str, json_text: str) -> list[str]:
+    """A table's CSV and JSON in a new output folder: the two paths, for a gr.File."""
+    folder = output_folder(prefix)
+    csv, js = folder / f"{stem}.csv", folder / f"{stem}.json"
+    csv.write_text(csv_text, encoding="utf-8")
+    js.write_text(json_text, encoding="utf-8")
+    return [str(csv), str(js)]
+
+
 def sweep_outputs(age_seconds: float, now: Optional[float] = None) -> int:
     """Remove the output folders last written to over `age_seconds` ago, and the empty `tmp*` files
     gr.File leaves in the cache's top folder for each file it passes on as a path (Gradio 6.17's
