@@ -25,6 +25,12 @@ def test_the_device_is_kept_inside_metrics_and_events_pass_through():
     assert checked(result())["events"] == []  # a file run has none
 
 
+def test_a_device_claimed_inside_the_metrics_is_the_results_own():
+    clean = checked({"run_id": "abc123", "mode": "stream", "device": "webgpu", "metrics": {"rtfx": 2.0, "device": "evil"}})
+    assert clean["device"] == "webgpu" and clean["metrics"] == {"rtfx": 2.0, "device": "webgpu"}
+    assert checked({"run_id": "x1", "device": "cuda?"})["metrics"]["device"] == "wasm"  # only the two it can be
+
+
 @pytest.mark.parametrize(
     "events, message",
     [

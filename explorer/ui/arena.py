@@ -15,7 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from explorer import display
-from explorer.arena import LEADERBOARD_COLUMNS, Leaderboard, VoteRefused
+from explorer.arena import LEADERBOARD_COLUMNS, OUTCOMES, Leaderboard, VoteRefused
 from explorer.audio import AudioError
 from explorer.battles import Arena
 from explorer.service import ModelError, ModelService
@@ -23,6 +23,7 @@ from explorer.ui.widgets import AUTO, SAMPLES, error_message, make_options, warn
 
 LANGUAGES = [AUTO, "en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "uk", "zh", "ja", "ko", "ar", "hi", "tr"]
 VOTES = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both are bad", "both_bad"))
+VOTE_TEXT = dict(zip(OUTCOMES, (label for label, _ in VOTES)))  # FastChat's outcome names, as the buttons say them
 BATTLE_ERRORS = (AudioError, ModelError, ValueError, PermissionError)
 VOTE_ERRORS = (VoteRefused, PermissionError, ValueError)
 TABLE_HEADERS = {"lower": "95% CI low", "upper": "95% CI high", "win_rate": "win rate"}
@@ -63,7 +64,7 @@ def reveal_html(revealed: dict) -> str:
         )
     wer_note = "" if revealed["reference"] else "<p>Type what was said before voting to get each model's WER.</p>"
     return (
-        f"<div id='arena-revealed'><p>Your vote: <b>{html.escape(revealed['outcome'])}</b></p><table>"
+        f"<div id='arena-revealed'><p>Your vote: <b>{html.escape(VOTE_TEXT.get(revealed['outcome'], revealed['outcome']))}</b></p><table>"
         "<tr><th></th><th>model</th><th>WER</th><th>TTFT</th><th>RTFx</th><th>load</th></tr>"
         f"{''.join(rows)}</table>{wer_note}</div>"
     )
