@@ -5,7 +5,6 @@ Redis server (Debian's redis-server) for the job store."""
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from explorer.stream_map import librivox_utterances
 from tests import redis_server
 from tests.running_app import RunningApp
 
@@ -37,13 +37,7 @@ class Clip:
 
 
 def librivox_clips() -> list[Clip]:
-    lines = (LIBRIVOX / "transcription").read_text().splitlines()
-    clips = []
-    for line in lines:
-        m = re.match(r"<s>(.*)</s>\s*\((.+)\)", line.strip())
-        if m:
-            clips.append(Clip(LIBRIVOX / f"{m.group(2)}.wav", m.group(1).strip()))
-    return clips
+    return [Clip(u.audio, u.reference) for u in librivox_utterances(LIBRIVOX)]  # the app's own reader
 
 
 @pytest.fixture(scope="session")
