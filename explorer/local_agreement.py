@@ -7,14 +7,19 @@ consecutive hypotheses agree on it (their longest common prefix). When the buffe
 Its twin for the browser is ``custom_components/browser_asr/gradio_browser_asr/js/local_agreement.js``
 (same names in camelCase, same behaviour); both run the cases in ``tests/vectors/local_agreement.json``.
 
-Two deliberate differences from whisper_streaming: the audio is cut at the exact sample of the
-trim time (whisper_streaming cuts whole seconds while moving the time offset exactly), and word
-texts are compared without surrounding whitespace (engines differ on the leading space).
+Three deliberate differences from whisper_streaming: the audio is cut at the exact sample of the
+trim time (whisper_streaming cuts whole seconds while moving the time offset exactly); word
+texts are compared without surrounding whitespace (engines differ on the leading space); and
+two hypotheses agree on a word when they differ only in case or in the punctuation around it
+(``agreement_key``). Whisper ends the last word it hears with a period ("man.") and writes it
+plain once the next words follow ("man"): compared exactly, that word waited one more pass, which
+on a slow device was much of its lag. The newer hypothesis' form is the one committed.
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from array import array
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional, Sequence
@@ -28,6 +33,27 @@ TIME_SLACK = 0.1  # new words may start this much before the last committed time
 
 def _texts(words: Sequence[Word]) -> list[str]:
     return [w.text.strip() for w in words]
+
+
+def _edge_mark(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "PS"  # punctuation or symbol
+
+
+def agreement_key(text: str) -> str:
+    """What two hypotheses must share for a word to agree: its text without surrounding
+    whitespace, punctuation or symbols, in lower case ("Man." and "man" agree; "don't" keeps its
+    apostrophe)."""
+    text = text.strip()
+    start, end = 0, len(text)
+    while start < end and _edge_mark(text[start]):
+        start += 1
+    while end > start and _edge_mark(text[end - 1]):
+        end -= 1
+    return text[start:end].lower()
+
+
+def _keys(words: Sequence[Word]) -> list[str]:
+    return [agreement_key(w.text) for w in words]
 
 
 class HypothesisBuffer:
@@ -47,7 +73,7 @@ class HypothesisBuffer:
         if self.new and self.committed_in_buffer and abs(self.new[0].start - self.last_committed_time) < 1:
             # The model may transcribe the end of the committed text again: drop it (1..5 words).
             for n in range(1, min(len(self.committed_in_buffer), len(self.new), MAX_NGRAM) + 1):
-                if _texts(self.committed_in_buffer[-n:]) == _texts(self.new[:n]):
+                if _keys(self.committed_in_buffer[-n:]) == _keys(self.new[:n]):
                     del self.new[:n]
                     break
 
@@ -55,7 +81,7 @@ class HypothesisBuffer:
         """Commit and return the words on which the latest hypothesis agrees with the previous one."""
         commit: list[Word] = []
         for new, old in zip(self.new, self.buffer):
-            if new.text.strip() != old.text.strip():
+            if agreement_key(new.text) != agreement_key(old.text):
                 break
             commit.append(new)
         if commit:

@@ -16,6 +16,7 @@ from explorer.local_agreement import (
     Hypothesis,
     HypothesisBuffer,
     OnlineASRProcessor,
+    agreement_key,
     commit_latency,
 )
 from explorer.types import Word
@@ -124,7 +125,16 @@ def run_commit_latency(case: dict) -> None:
         assert value is None if want is None else value == pytest.approx(want, abs=1e-9), name
 
 
-RUNNERS = {"hypothesis_buffer": run_hypothesis_buffer, "processor": run_processor, "commit_latency": run_commit_latency}
+def run_agreement_key(case: dict) -> None:
+    assert [agreement_key(text) for text, _ in case["pairs"]] == [key for _, key in case["pairs"]]
+
+
+RUNNERS = {
+    "hypothesis_buffer": run_hypothesis_buffer,
+    "processor": run_processor,
+    "commit_latency": run_commit_latency,
+    "agreement_key": run_agreement_key,
+}
 
 
 def test_the_vectors_cover_every_kind():
@@ -185,4 +195,4 @@ def test_the_policy_module_imports_only_the_standard_library_and_explorer_types(
     tree = ast.parse((ROOT / "explorer" / "local_agreement.py").read_text())
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert imported == {"__future__", "math", "array", "dataclasses", "typing", "explorer.types"}
+    assert imported == {"__future__", "math", "unicodedata", "array", "dataclasses", "typing", "explorer.types"}

@@ -7,6 +7,7 @@ import test from "node:test";
 import {
   HypothesisBuffer,
   OnlineASRProcessor,
+  agreementKey,
   commitLatency,
 } from "../gradio_browser_asr/js/local_agreement.js";
 
@@ -102,7 +103,7 @@ function runCommitLatency({ events, stream_start: start, expect }) {
 
 test("the vectors cover every kind", () => {
   const kinds = new Set(cases.map((c) => c.kind));
-  assert.deepEqual([...kinds].sort(), ["commit_latency", "hypothesis_buffer", "processor"]);
+  assert.deepEqual([...kinds].sort(), ["agreement_key", "commit_latency", "hypothesis_buffer", "processor"]);
 });
 
 for (const c of cases) {
@@ -110,6 +111,7 @@ for (const c of cases) {
     if (c.kind === "hypothesis_buffer") runHypothesisBuffer(c.steps);
     else if (c.kind === "processor") await runProcessor(c.steps, c.options);
     else if (c.kind === "commit_latency") runCommitLatency(c);
+    else if (c.kind === "agreement_key") assert.deepEqual(c.pairs.map(([text]) => agreementKey(text)), c.pairs.map(([, key]) => key));
     else throw new Error(`unknown kind ${c.kind}`);
   });
 }

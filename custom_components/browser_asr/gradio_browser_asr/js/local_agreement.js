@@ -13,7 +13,15 @@ export const PROMPT_CHARS = 200; // size of the committed text passed to the mod
 export const TIME_SLACK = 0.1; // new words may start this much before the last committed time
 
 const texts = (words) => words.map((w) => w.text.trim());
-const sameTexts = (a, b) => a.length === b.length && a.every((t, i) => t === b[i]);
+
+// What two hypotheses must share for a word to agree: its text without surrounding whitespace,
+// punctuation or symbols, in lower case. Whisper ends the last word it hears with a period
+// ("man.") and writes it plain once the next words follow: compared exactly, that word waited one
+// more pass. The newer hypothesis' form is the one committed.
+const EDGE_MARKS = /^[\p{P}\p{S}]+|[\p{P}\p{S}]+$/gu;
+export const agreementKey = (text) => text.trim().replace(EDGE_MARKS, "").toLowerCase();
+const keys = (words) => words.map((w) => agreementKey(w.text));
+const sameKeys = (a, b) => a.length === b.length && a.every((t, i) => t === b[i]);
 
 export class HypothesisBuffer {
   constructor() {
@@ -34,7 +42,7 @@ export class HypothesisBuffer {
       // The model may transcribe the end of the committed text again: drop it (1..5 words).
       const most = Math.min(committed.length, this.new.length, MAX_NGRAM);
       for (let n = 1; n <= most; n++) {
-        if (sameTexts(texts(committed.slice(-n)), texts(this.new.slice(0, n)))) {
+        if (sameKeys(keys(committed.slice(-n)), keys(this.new.slice(0, n)))) {
           this.new.splice(0, n);
           break;
         }
@@ -46,7 +54,7 @@ export class HypothesisBuffer {
   flush() {
     const commit = [];
     for (let i = 0; i < Math.min(this.new.length, this.buffer.length); i++) {
-      if (this.new[i].text.trim() !== this.buffer[i].text.trim()) break;
+      if (agreementKey(this.new[i].text) !== agreementKey(this.buffer[i].text)) break;
       commit.push(this.new[i]);
     }
     if (commit.length) {
