@@ -7,8 +7,9 @@
 3. `python app.py` starts there with HOME an empty folder (so MODELS_DIR's default is empty) and a
    PATH of the venv plus only the programs of packages.txt's Debian packages.
 4. Checks: /health answers "preparing" and then "ok"; the zoo was prepared by the app itself; the
-   Browser tab's assets (fetched by the app, without npm) serve a file-mode transcription in
-   Chromium; /transcribe works. Each phase's seconds are printed.
+   Browser tab's page is cross-origin isolated (COOP/COEP) and its assets (fetched by the app,
+   without npm) come with the embedder policy and serve a file-mode transcription in Chromium;
+   /transcribe works. Each phase's seconds are printed.
 
 Run with the dev venv's python (it drives Chromium with Playwright); the app runs in the fresh one.
 """
