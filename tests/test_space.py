@@ -334,6 +334,21 @@ def wait_health(url: str, proc: subprocess.Popen, timeout: float, seen: list | N
     return status
 
 
+def test_space_check_imports_only_names_that_exist():
+    """`make space-check` is too long for `make test`, so a rename in the test helpers it borrows
+    (as when tests/browser_page.py took over Page and ARGS) would break it unseen: every name it
+    imports, inside its functions too, must exist."""
+    import ast
+    import importlib
+
+    tree = ast.parse((ROOT / ".ci/space_check.py").read_text())
+    imported = [(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and node.module and node.module.split(".")[0] in ("tests", "explorer") for alias in node.names]  # fmt: skip
+    assert any(n == "Page" for _, n in imported), imported  # the Browser tab check's helper is found
+    missing = [f"{m}.{n}" for m, n in imported if not hasattr(importlib.import_module(m), n)]
+    assert missing == [], missing
+
+
 # -- the first start, end to end (the bounded slice of `make space-check`) -------------------------
 def test_first_start_prepares_behind_a_preparing_page_then_serves(tmp_path, clips):
     """Empty HOME, a models folder lacking tiny.en's CTranslate2 model and an empty assets folder:
