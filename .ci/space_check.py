@@ -7,8 +7,9 @@
 3. `python app.py` starts there with HOME an empty folder (so MODELS_DIR's default is empty) and a
    PATH of the venv plus only the programs of packages.txt's Debian packages.
 4. Checks: /health answers "preparing" and then "ok"; the zoo was prepared by the app itself; the
-   Browser tab's assets (fetched by the app, without npm) serve a file-mode transcription in
-   Chromium; /transcribe works. Each phase's seconds are printed.
+   Browser tab's page is cross-origin isolated (COOP/COEP) and its assets (fetched by the app,
+   without npm) come with the embedder policy and serve a file-mode transcription in Chromium;
+   /transcribe works. Each phase's seconds are printed.
 
 Run with the dev venv's python (it drives Chromium with Playwright); the app runs in the fresh one.
 """
@@ -147,29 +148,38 @@ def check_app(url: str, proc: subprocess.Popen, log_path: Path, home: Path, star
 
 
 def browser_file_mode(url: str, clip) -> None:
+    """The Browser tab on the simulated Space: its page cross-origin isolated (COOP/COEP from
+    explorer/isolation.py, so the WASM runs on threads), its assets (fetched by the app itself,
+    without npm) served with those headers, and a file-mode transcription in Chromium."""
     from playwright.sync_api import sync_playwright
 
     from explorer.scoring import score
-    from tests.test_browser import ARGS, CHROMIUM, TINY_FP32, Page
+    from tests.browser_page import ARGS, CHROMIUM, Page
+    from tests.test_browser import TINY_FP32
 
-    class App:
-        pass
-
-    app = App()
-    app.url = url
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
-            ui = Page(browser, app)
+            ui = Page(browser, url)
+            headers = {}
+            ui.page.on("response", lambda r: "node_modules" in r.url and headers.setdefault(r.url, r.headers))
+            page = ui.page.request.get(url)
+            assert page.headers["cross-origin-opener-policy"] == "same-origin", page.headers
+            assert page.headers["cross-origin-embedder-policy"] == "credentialless", page.headers
+            assert ui.page.evaluate("self.crossOriginIsolated"), "the Space's page is not cross-origin isolated"
+            assert "threads available" in ui.text("status"), ui.text("status")
             ui.at("model").select_option(TINY_FP32)
             ui.at("file").set_input_files(str(clip.path))
             ui.wait_status("done")
             text = ui.text("committed")
             assert score(clip.reference, text).wer <= 0.15, text
             assert ui.outside(url) == [], ui.outside(url)  # assets and model from the app itself
+            assert headers, "no Browser-tab asset (transformers.js, onnxruntime-web) was fetched"
+            without = [u for u, h in headers.items() if h.get("cross-origin-embedder-policy") != "credentialless"]
+            assert without == [], without
+            print(f"space-check: the page is cross-origin isolated; {len(headers)} Browser-tab assets served with COEP", flush=True)
         finally:
             browser.close()
-
 
 if __name__ == "__main__":
     sys.exit(main())

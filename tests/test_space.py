@@ -165,6 +165,39 @@ def test_batched_and_server_streaming_calls_pickle(zoo_service, crossings, clips
         _round_trip(value)
 
 
+def test_live_streams_and_arena_battles_cross_as_plain_values(zoo_service, crossings, clips, tmp_path):
+    """The paths added since the GPU calls were: a live stream's passes (explorer/live.py, each a
+    call on its buffer so far) and an arena battle's two models (explorer/battles.py) run through
+    the same wrapped calls, with the same plain values crossing."""
+    from dataclasses import replace
+
+    from explorer.audio import load_audio
+    from explorer.battles import Arena
+    from explorer.live import LiveStreams
+
+    options = TranscribeOptions(language="en")
+    live = LiveStreams(zoo_service, zoo_service.settings)
+    stream = live.open("space-test", "faster-whisper/tiny.en", options, 1.0)
+    samples = clips[0].samples.astype(np.float32)
+    for start in range(0, len(samples), 16000):
+        stream.push(samples[start : start + 16000])
+    final = live.close(stream.id)
+    assert final.closed and final.committed
+    passes = [v for kind, v in crossings if kind == "args"]
+    assert len(passes) >= stream.passes >= 5  # one GPU call per pass
+    assert all(len(s) <= len(samples) for _, s, _ in passes)
+
+    settings = replace(zoo_service.settings, data_dir=tmp_path,
+                       arena_models=("faster-whisper/tiny.en", "transformers/whisper-tiny.en"))  # fmt: skip
+    issued = Arena(zoo_service, settings).battle("", load_audio(str(clips[1].path)), options)
+    assert issued.battle.result_a.text and issued.battle.result_b.text
+    before = len(passes)
+    called = {v[0].key for v in [v for kind, v in crossings if kind == "args"][before:]}
+    assert called == set(settings.arena_models)
+    for _, value in crossings:
+        _round_trip(value)
+
+
 def _forked_worker(args_pickle: bytes, out) -> None:
     """ZeroGPU's worker in miniature: unpickle the call, run it, send each item back pickled."""
     ref, samples, options = pickle.loads(args_pickle)
@@ -221,6 +254,41 @@ def test_image_installs_packages_txt_and_requirements_as_a_space_does():
         assert f" {pkg} " in make  # the Makefile installs packages.txt's list too
 
 
+def _front_matter() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text()
+    assert text.startswith("---\n"), "README.md has no front matter"
+    block = text.split("---\n", 2)[1]
+    return {k.strip(): v.strip().strip('"') for k, v in (line.split(":", 1) for line in block.splitlines() if ":" in line)}
+
+
+def test_front_matter_names_the_pinned_gradio_and_the_images_python():
+    """A Gradio SDK Space installs the gradio of sdk_version and the Python of python_version:
+    the same gradio as requirements.txt pins and the same Python as the Docker image."""
+    meta = _front_matter()
+    assert meta["sdk"] == "gradio" and (ROOT / meta["app_file"]).is_file(), meta
+    pins = dict(line.split("==", 1) for line in (ROOT / "requirements.txt").read_text().split() if "==" in line)
+    assert meta["sdk_version"] == pins["gradio"], (meta["sdk_version"], pins["gradio"])
+    base = next(args for op, args in _dockerfile() if op == "FROM")
+    assert re.fullmatch(r"python:(\d+\.\d+)-slim", base)[1] == meta["python_version"], (base, meta["python_version"])
+
+
+def test_gpu_check_runs_every_cuda_path_and_refuses_without_a_gpu():
+    """bench/gpu_check.sh cannot run here (no GPU): its script parses, it runs bench/bench_gpu.py,
+    which names the four CUDA paths of the deploy notes, and without CUDA that says so and exits 2
+    rather than printing CPU figures as GPU ones."""
+    import torch
+
+    subprocess.run(["bash", "-n", str(ROOT / "bench/gpu_check.sh")], check=True)
+    assert "bench/bench_gpu.py" in (ROOT / "bench/gpu_check.sh").read_text()
+    doc = (ROOT / "bench/bench_gpu.py").read_text()
+    for path in ("float16", "transformers Whisper on CUDA", "Eviction by memory", "Batch speed-up"):
+        assert path in doc, path
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: run bench/gpu_check.sh itself")
+    run = subprocess.run([sys.executable, "bench/bench_gpu.py", "--files", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "no GPU to measure" in run.stderr, (run.returncode, run.stderr[-2000:])
+
+
 def test_the_image_cmd_starts_the_app_in_the_venv(tmp_path):
     """The CMD's command, run with this venv's python and a short timeout, starts the app."""
     cmd = [json for op, json in _dockerfile() if op == "CMD"][-1]
@@ -264,6 +332,21 @@ def wait_health(url: str, proc: subprocess.Popen, timeout: float, seen: list | N
             return status
         time.sleep(1)
     return status
+
+
+def test_space_check_imports_only_names_that_exist():
+    """`make space-check` is too long for `make test`, so a rename in the test helpers it borrows
+    (as when tests/browser_page.py took over Page and ARGS) would break it unseen: every name it
+    imports, inside its functions too, must exist."""
+    import ast
+    import importlib
+
+    tree = ast.parse((ROOT / ".ci/space_check.py").read_text())
+    imported = [(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and node.module and node.module.split(".")[0] in ("tests", "explorer") for alias in node.names]  # fmt: skip
+    assert any(n == "Page" for _, n in imported), imported  # the Browser tab check's helper is found
+    missing = [f"{m}.{n}" for m, n in imported if not hasattr(importlib.import_module(m), n)]
+    assert missing == [], missing
 
 
 # -- the first start, end to end (the bounded slice of `make space-check`) -------------------------
