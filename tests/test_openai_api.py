@@ -4,10 +4,13 @@ base weights, real LibriVox speech; accuracy is a WER bound, never exact strings
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
+import select
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -84,9 +87,11 @@ def test_text_srt_vtt_and_verbose_json(app, clips):
     assert verbose.x_explorer["metrics"]["processing_seconds"] > 0
 
 
-def test_word_timestamps(app, clips):
+def test_word_and_segment_timestamps(app, clips):
     clip = clips[0]
-    verbose = transcribe(client_for(app), clip.path, response_format="verbose_json", timestamp_granularities=["word"])
+    verbose = transcribe(client_for(app), clip.path, response_format="verbose_json",
+                         timestamp_granularities=["word", "segment"])  # fmt: skip
+    assert verbose.segments and all(s.start < s.end for s in verbose.segments)
     words = verbose.words
     assert len(words) >= 10
     assert all(w.start <= w.end for w in words) and all(a.start <= b.start for a, b in itertools.pairwise(words))
@@ -97,15 +102,22 @@ def test_word_timestamps(app, clips):
 
 def test_stream_sends_deltas_as_the_engine_emits_then_done(app, long_speech, clips, tmp_path):
     path = tmp_path / "long.wav"
-    sf.write(path, long_speech, 16000)
-    events = list(transcribe(client_for(app), path, stream=True))
+    sf.write(path, np.concatenate([long_speech, long_speech]), 16000)  # ~54 s: two decoder windows, emitted apart
+    events, arrivals = [], []
+    for event in transcribe(client_for(app), path, stream=True):  # the client yields each event as it arrives
+        events.append(event)
+        arrivals.append(time.perf_counter())
     deltas = [e for e in events if e.type == "transcript.text.delta"]
     assert len(deltas) >= 3 and events[-1].type == "transcript.text.done" and events[:-1] == deltas
     done = events[-1]
     assert "".join(d.delta for d in deltas) == done.text
-    assert corpus_wer([" ".join(c.reference for c in clips)], [done.text]).wer <= 0.15, done.text
+    assert corpus_wer([" ".join([c.reference for c in clips] * 2)], [done.text]).wer <= 0.15, done.text
     m = done.x_explorer["metrics"]
     assert m["emissions"] >= 3 and m["ttft_seconds"] < m["processing_seconds"]
+    # Sent as emitted, not held to the end: the client saw the first delta about as long before
+    # the done event as the engine emitted its first segment before its last.
+    engine_gap, client_gap = m["processing_seconds"] - m["ttft_seconds"], arrivals[-1] - arrivals[0]
+    assert engine_gap >= 0.2 and client_gap >= 0.5 * engine_gap, (engine_gap, client_gap)
 
 
 def test_translations(app, clips):
@@ -182,15 +194,56 @@ def test_bad_inputs_get_openai_errors_with_their_status_and_the_server_keeps_ser
     assert out.stdout.endswith("\n413") and "MAX_UPLOAD_MB" in out.stdout, (out.stdout, out.stderr)
     no_file = httpx.post(app.url + "v1/audio/transcriptions", data={"model": TINY}, timeout=30)
     assert no_file.status_code == 400 and no_file.json()["error"]["param"] == "file"
+    # Damaged audio that partly decodes: transcribed, with the Transcribe tab's warning in x_explorer.
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(clips[0].path.read_bytes()[: clips[0].path.stat().st_size // 2])
+    damaged = transcribe(client, truncated)
+    assert damaged.text and damaged.x_explorer["warnings"], damaged
     ok = transcribe(client, clips[1].path)
     assert wer(clips[1].reference, ok.text) <= 0.25, ok.text
 
 
+def test_a_huge_upload_is_refused_while_it_arrives(app):
+    """413 once MAX_UPLOAD_MB (5 here) is passed, before the rest is read: a chunked body (no
+    length to refuse it by) of 1 GiB gets its answer after little more than the limit was sent."""
+    boundary = "explorer-test-boundary"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\n{TINY}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="huge.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n").encode()  # fmt: skip
+    chunk = np.random.default_rng(3).bytes(64 << 10)
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", app.port), timeout=60) as sock:
+        sock.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+                     f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n".encode())  # fmt: skip
+        for data in itertools.chain([head], itertools.repeat(chunk, (1 << 30) // len(chunk))):
+            if select.select([sock], [], [], 0)[0]:  # the answer came: stop sending
+                break
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the server closed or stopped reading
+                break
+            sent += len(data)
+        sock.settimeout(30)
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            while not answer.endswith(b"}}") and (part := sock.recv(65536)):  # the error JSON ends with }}
+                answer += part
+    assert answer.startswith(b"HTTP/1.1 413"), (sent, answer[:300])
+    assert b"MAX_UPLOAD_MB" in answer and b'"file_too_large"' in answer, answer
+    assert sent < (5 << 20) + (32 << 20), sent  # the limit and what the socket buffers hold; not the 1 GiB
+
+
 def test_the_routes_are_in_the_api_docs(app):
     spec = httpx.get(app.url + "openapi.json", timeout=30).json()
-    for path in ("/v1/audio/transcriptions", "/v1/audio/translations", "/v1/models"):
-        assert path in spec["paths"], path
-    assert httpx.get(app.url + "docs", timeout=30).status_code == 200
+    paths = ["/v1/audio/transcriptions", "/v1/audio/translations", "/v1/models", "/v1/models/{model}",
+             "/v1/live", "/v1/live/{stream_id}", "/v1/live/{stream_id}/audio", "/v1/live/{stream_id}/close"]  # fmt: skip
+    for path in paths:
+        assert path in spec["paths"], (path, sorted(spec["paths"]))
+    form = spec["paths"]["/v1/audio/transcriptions"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    fields = spec["components"]["schemas"][form["$ref"].rsplit("/", 1)[-1]]["properties"]
+    for field in ("file", "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]", "stream"):
+        assert field in fields, (field, sorted(fields))
+    docs = httpx.get(app.url + "docs", timeout=30)  # Swagger UI's page, reading the spec above
+    assert docs.status_code == 200 and "swagger-ui" in docs.text and "/openapi.json" in docs.text
 
 
 def readme_block(language: str, needle: str) -> str:
@@ -265,6 +318,27 @@ def test_api_key_is_required_when_set(small_app, clips, curl):
                           "-F", f"file=@{clips[0].path}", "-F", f"model={TINY}"], capture_output=True, text=True, check=False)  # fmt: skip
     assert out.stdout == "401"
     assert TINY in [m.id for m in client_for(small_app, "s3cret").models.list()]
+
+
+def test_live_routes_need_the_key_too(small_app, clips):
+    """API_KEY guards every /v1 route: /v1/live's as the OpenAI-compatible ones (and the docs say so)."""
+    key = {"Authorization": "Bearer s3cret"}
+    pcm = (np.clip(clips[3].samples[: 2 * 16000], -1, 1) * 32767).astype("<i2").tobytes()
+    with httpx.Client(base_url=small_app.url, timeout=120) as http:
+        for wrong in ({}, {"Authorization": "Bearer s3cret-not"}, {"Authorization": "s3cret"}):
+            refused = http.post("/v1/live", params={"model": TINY}, headers=wrong)
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key", refused.text
+        opened = http.post("/v1/live", params={"model": TINY, "language": "en"}, headers=key)
+        assert opened.status_code == 200, opened.text
+        stream = f"/v1/live/{opened.json()['stream_id']}"
+        for method, path in (("POST", "/audio"), ("GET", ""), ("POST", "/close")):  # the stream is not reached without it
+            assert http.request(method, stream + path, content=pcm if path else None).status_code == 401
+        assert http.post(stream + "/audio", content=pcm, headers=key).status_code == 200
+        assert http.post(stream + "/close", headers=key).status_code == 200
+        spec = http.get("/openapi.json").json()  # the docs page shows the key is needed
+        assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+        assert {"HTTPBearer": []} in spec["paths"]["/v1/live"]["post"]["security"]
+        assert {"HTTPBearer": []} in spec["paths"]["/v1/audio/transcriptions"]["post"]["security"]
 
 
 def test_over_the_queue_bound_gets_429_and_the_gradio_queue_counts_api_requests(small_app, long_speech, clips, tmp_path):
