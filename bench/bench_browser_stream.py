@@ -35,12 +35,12 @@ from explorer.config import Settings  # noqa: E402
 from explorer.latency import events_from, reference_alignment, stream_latency  # noqa: E402
 from explorer.metrics import commit_lag  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
-from explorer.scoring import score  # noqa: E402
+from explorer.scoring import align, score  # noqa: E402
 from tests.browser_page import Page, launch, stream_microphone, write_mic_sequence  # noqa: E402
 from tests.conftest import librivox_clips  # noqa: E402
 from tests.running_app import RunningApp  # noqa: E402
 
-MODELS = ["browser/whisper-tiny.en", "browser/whisper-tiny.en-q8"]
+MODELS = ["browser/whisper-tiny.en", "browser/whisper-tiny.en-q8", "browser/whisper-tiny.en-q8-encoder"]
 WER_FILE = ROOT / "explorer" / "browser_wer.json"
 
 
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="audio before the closing silence")
     parser.add_argument("--isolation", default=None, help="CROSS_ORIGIN_ISOLATION for the app (default: its default)")
     parser.add_argument("--passes", action="store_true", help="also time single passes for each onnxruntime setting")
+    parser.add_argument("--errors", action="store_true", help="also print each run's word errors against the reference")
     parser.add_argument("--record", action="store_true", help=f"write the streaming WERs to {WER_FILE.relative_to(ROOT)}")
     args = parser.parse_args()
 
@@ -107,7 +108,7 @@ def main() -> None:
     if args.isolation is not None:
         env["CROSS_ORIGIN_ISOLATION"] = args.isolation
     app = RunningApp(Settings().models_dir, work / "app.log", **env)
-    rows, recorded = [], {}
+    rows, recorded, errors = [], {}, {}
     # Word latency against a reference alignment of the file (the server's definition, explorer/latency.py).
     service = ModelService(Settings.from_env())
     alignment = reference_alignment(service, service.decode(wav))
@@ -121,6 +122,7 @@ def main() -> None:
                 m, lag = result["metrics"], commit_lag(result.get("events") or [])
                 wer = score(reference, result["text"]).wer
                 recorded[model] = wer
+                errors[model] = [f"{a.reference or '–'}→{a.hypothesis or '–'}" for a in align(reference, result["text"]) if a.op != "equal"]
                 q = lag.quarter_lags
                 word = stream_latency(events_from(result.get("events") or []), m.get("processing_seconds") or 0.0,
                                       m.get("audio_seconds") or 0.0, alignment)  # fmt: skip
@@ -152,6 +154,9 @@ def main() -> None:
           f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"word latency against {alignment.source}\n")
     print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"))
+    if args.errors:
+        for model, wrong in errors.items():
+            print(f"\n{model}: {len(wrong)} word errors (reference→streamed): {', '.join(wrong)}")
     if passes:
         print("\nOne pass on a 6 s LibriVox clip (transformers.js straight, the app's page)\n")
         print(pd.DataFrame(passes).to_markdown(index=False))

@@ -86,6 +86,19 @@ def test_local_browser_models_show_their_measured_streaming_wer(offline_settings
     assert "WER" not in labels["browser/whisper-tiny.en"]  # not measured: nothing shown
 
 
+def test_local_exports_offer_fp32_q8_and_the_mixed_streaming_graphs(offline_settings):
+    from explorer.ui.widgets import browser_models
+
+    tiny = {m.key: m for m in browser_models(offline_settings, wer={}) if m.local and m.id == "whisper-tiny.en-onnx"}
+    assert sorted(tiny) == ["browser/whisper-tiny.en", "browser/whisper-tiny.en-q8", "browser/whisper-tiny.en-q8-encoder"]
+    mixed = tiny["browser/whisper-tiny.en-q8-encoder"]
+    # transformers.js takes one dtype per graph; the files exist for both precisions.
+    assert mixed.dtype == {"encoder_model": "q8", "decoder_model_merged": "fp32"}
+    onnx = offline_settings.models_dir / mixed.id / "onnx"
+    assert (onnx / "encoder_model_quantized.onnx").is_file() and (onnx / "decoder_model_merged.onnx").is_file()
+    assert "q8 encoder, fp32 decoder" in mixed.label
+
+
 @pytest.mark.parametrize("policy", ["credentialless", "require-corp"])
 def test_every_response_of_the_gradio_app_carries_the_isolation_headers(policy):
     import gradio as gr

@@ -225,17 +225,28 @@ def measured_browser_wer(path: Path = BROWSER_WER) -> dict[str, float]:
 
 
 def browser_models(settings: Settings, wer: Optional[dict[str, float]] = None) -> list[BrowserModel]:
-    """The zoo's ONNX exports (fp32 and q8) when prepared, each labelled with its measured
-    streaming WER, then Hub models for an online browser."""
+    """The zoo's ONNX exports when prepared (fp32, q8, and the q8 encoder with the fp32 decoder),
+    each labelled with its measured streaming WER, then Hub models for an online browser."""
     wer = measured_browser_wer() if wer is None else wer
     local = []
     for name in ("whisper-tiny.en", "whisper-base"):
         folder = settings.models_dir / f"{name}-onnx"
         if (folder / "onnx" / "encoder_model.onnx").is_file():
-            for key, dtype in ((f"browser/{name}", "fp32"), (f"browser/{name}-q8", "q8")):
+            for suffix, dtype, precision in LOCAL_BROWSER_GRAPHS:
+                key = f"browser/{name}{suffix}"
                 measured = f" · streaming WER {100 * wer[key]:.1f} %" if key in wer else ""
-                local.append(BrowserModel(key, folder.name, f"Whisper {name[8:]} (this server, {dtype}){measured}", dtype, True))
+                local.append(BrowserModel(key, folder.name, f"Whisper {name[8:]} (this server, {precision}){measured}", dtype, True))
     return local + list(HUB_MODELS)
+
+
+# (key suffix, transformers.js dtype, label) of the local exports' graph choices. The mixed one is
+# for streaming: on WASM the 30 s encoder is most of a pass and runs faster in 8 bits, while the
+# 8-bit decoder is slower than fp32 there (small matrices) and less accurate.
+LOCAL_BROWSER_GRAPHS = (
+    ("", "fp32", "fp32"),
+    ("-q8", "q8", "q8"),
+    ("-q8-encoder", {"encoder_model": "q8", "decoder_model_merged": "fp32"}, "q8 encoder, fp32 decoder"),
+)
 
 
 class BrowserResults:

@@ -41,7 +41,9 @@ class BrowserModel:
     key: str  # what results call it
     id: str  # a folder under models_dir (local) or a Hub repo id
     label: str
-    dtype: str = "fp32"  # transformers.js dtype: fp32, fp16, q8, q4 ...
+    # transformers.js dtype: fp32, fp16, q8, q4 ..., or one per graph, e.g.
+    # {"encoder_model": "q8", "decoder_model_merged": "fp32"}
+    dtype: Union[str, dict] = "fp32"
     local: bool = False  # served by this app (else fetched from the Hub by the browser)
 
 

@@ -1,7 +1,7 @@
 // Pure parts of browser_asr.js: device choice, timed words from Whisper chunks, token metrics.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { pickDevice, tokenMetrics, wordsFromChunks } from "../gradio_browser_asr/js/browser_asr.js";
+import { MAX_PASS_TOKENS, passTokenBudget, pickDevice, tokenMetrics, wordsFromChunks } from "../gradio_browser_asr/js/browser_asr.js";
 
 const gpu = (adapter) => ({ requestAdapter: async () => adapter });
 
@@ -37,4 +37,13 @@ test("TTFT is the first token's delay, ITL the mean gap", () => {
   assert.ok(Math.abs(m.itl_seconds - 0.3) < 1e-12);
   assert.equal(m.tokens, 3);
   assert.deepEqual(tokenMetrics(10, []), { ttft_seconds: null, itl_seconds: null, tokens: 0 });
+});
+
+test("a streaming pass's token budget grows with its audio, above speech rates, under Whisper's 448", () => {
+  assert.equal(passTokenBudget(0), 16);
+  assert.equal(passTokenBudget(1), 24);
+  assert.ok(passTokenBudget(20) >= 20 * 6 + 8); // fast speech with a timestamp pair every 3 s
+  assert.equal(passTokenBudget(30), 256);
+  assert.equal(passTokenBudget(1000), MAX_PASS_TOKENS);
+  assert.ok(MAX_PASS_TOKENS < 448);
 });

@@ -44,6 +44,17 @@ export function tokenMetrics(start, tokenTimes) {
   return { ttft_seconds: ttft, itl_seconds: itl, tokens: n };
 }
 
+// The most tokens one streaming pass may generate over `seconds` of audio: well above speech
+// (about 4 words, 6 tokens, a second, plus timestamps) and under Whisper's 448. Setting it also
+// makes transformers.js 4.3 decode the window once: in timestamp mode without it, a pass whose
+// last segment ends before the buffer does re-encodes the rest (a second 30 s encoder run, the
+// larger part of a pass) and often hallucinates words over that short tail. A bound also stops a
+// repetition loop from holding the device for hundreds of tokens.
+export const MAX_PASS_TOKENS = 440;
+export function passTokenBudget(seconds) {
+  return Math.min(MAX_PASS_TOKENS, Math.ceil(16 + 8 * seconds));
+}
+
 export function newRunId() {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -155,8 +166,9 @@ export function mount({ element, props, trigger, config }) {
     return loaded;
   }
 
-  // One model call on 16 kHz audio; token times feed TTFT/ITL.
-  async function transcribe(audio, tokenTimes) {
+  // One model call on 16 kHz audio; token times feed TTFT/ITL. A streaming pass decodes its
+  // window once, within a token budget (passTokenBudget).
+  async function transcribe(audio, tokenTimes, streaming = false) {
     const { asr } = loaded;
     const streamer = new T.WhisperTextStreamer(asr.tokenizer, {
       skip_prompt: true,
@@ -167,6 +179,7 @@ export function mount({ element, props, trigger, config }) {
     const seconds = audio.length / RATE;
     const options = { return_timestamps: true, streamer };
     if (seconds > 30) Object.assign(options, { chunk_length_s: 30, stride_length_s: 5 });
+    else if (streaming) options.max_new_tokens = passTokenBudget(seconds);
     return asr(audio, options);
   }
 
@@ -263,7 +276,7 @@ export function mount({ element, props, trigger, config }) {
     const t0 = now();
     const result = await s.processor.processIter(async (audio) => {
       s.maxBuffer = Math.max(s.maxBuffer || 0, audio.length / RATE);
-      const out = await transcribe(audio, s.tokenTimes);
+      const out = await transcribe(audio, s.tokenTimes, true);
       return wordsFromChunks(out.chunks, audio.length / RATE);
     });
     s.maxPass = Math.max(s.maxPass || 0, now() - t0);
