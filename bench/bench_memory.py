@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -173,6 +174,7 @@ def main() -> int:
         if r >= 1:
             report(rows, snapshots, args.top)
     demo.close()
+    shutil.rmtree(FOLDER, ignore_errors=True)
     os._exit(0)  # the runner's and sweeper's daemon threads
 
 
