@@ -43,6 +43,7 @@ def main() -> None:
             server_name=settings.host,
             server_port=settings.port,
             max_file_size=settings.max_upload_bytes,
+            state_session_capacity=settings.max_sessions,
             css=CSS,
             app_kwargs={
                 "routes": openai_routes,

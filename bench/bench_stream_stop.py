@@ -33,8 +33,11 @@ TINY = "faster-whisper/tiny.en"
 CLOSED = "closed by the client"
 
 
+ADMIN_TOKEN = "bench-stream-stop-" + "a" * 16  # runs per model are /health's admin detail
+
+
 def model_runs(client: Client) -> int:
-    return sum(m["runs"] for m in client.predict(api_name="/health")["loaded_models"])
+    return sum(m["runs"] for m in client.predict(ADMIN_TOKEN, api_name="/health")["detail"]["loaded_models"])
 
 
 def wait_closed(log: Path, seen: int, start: float, timeout: float = 60) -> float:
@@ -79,7 +82,8 @@ def main() -> None:
     args = parser.parse_args()
     clip = librivox_clips()[0].path
     log = Path("/tmp/bench_stream_stop.log")
-    app = RunningApp(Settings().models_dir, log, NUM_WORKERS=1, DATA_DIR="/tmp/bench_stream_stop_data")
+    app = RunningApp(Settings().models_dir, log, NUM_WORKERS=1, DATA_DIR="/tmp/bench_stream_stop_data",
+                     ADMIN_TOKEN=ADMIN_TOKEN)
     try:
         client = Client(app.url, verbose=False)
         print("| way of leaving | trial | stop delay (s) | model calls in the 3 s after |")

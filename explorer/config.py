@@ -85,6 +85,10 @@ class Settings:
     models_dir: Path = field(default_factory=default_models_dir)
     num_workers: int = 1
     queue_max_size: int = 32
+    # Gradio keeps a copy of every component's config per session (~0.5 MB with this app's tabs,
+    # bench/bench_memory.py), dropping the least recently used session past this many; Gradio's
+    # own default, 10,000, lets strangers' sessions hold ~5 GB.
+    max_sessions: int = 1000
     max_loaded_models: int = 2
     gpu_memory_utilization: float = 0.9
     max_audio_seconds: float = 30 * 60
@@ -189,6 +193,7 @@ class Settings:
             models_dir=Path(env["MODELS_DIR"]) if env.get("MODELS_DIR") else default_models_dir(),
             num_workers=_int(env, "NUM_WORKERS", cls.num_workers),
             queue_max_size=_int(env, "QUEUE_MAX_SIZE", cls.queue_max_size),
+            max_sessions=_int(env, "MAX_SESSIONS", cls.max_sessions),
             max_loaded_models=_int(env, "MAX_LOADED_MODELS", cls.max_loaded_models),
             gpu_memory_utilization=_float(env, "GPU_MEMORY_UTILIZATION", cls.gpu_memory_utilization),
             max_audio_seconds=_float(env, "MAX_AUDIO_SECONDS", cls.max_audio_seconds),
@@ -245,6 +250,8 @@ class Settings:
     def validate(self) -> None:
         if self.num_workers < 1:
             raise ValueError("NUM_WORKERS must be at least 1")
+        if self.max_sessions < 1:
+            raise ValueError("MAX_SESSIONS must be at least 1")
         if self.batch_workers < 0 or self.batch_size < 1:
             raise ValueError("BATCH_WORKERS must be at least 0 and BATCH_SIZE at least 1")
         if self.batch_step_files < 0:

@@ -11,7 +11,9 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from explorer.config import Settings
 from explorer.ui.widgets import gradio_cache, output_folder, sweep_outputs
@@ -27,6 +29,15 @@ def files_under(*folders: Path) -> set[Path]:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def holds(path: Path, samples: np.ndarray) -> bool:
+    """Whether the file is audio that decodes to exactly these 16-bit samples (any container)."""
+    try:
+        found = sf.read(str(path), dtype="int16")[0]
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return False
+    return found.shape == samples.shape and np.array_equal(found, samples)
 
 
 def test_delete_cache_lifetime_follows_the_setting():
@@ -104,7 +115,13 @@ def test_every_handler_leaves_nothing_past_its_lifetime_and_a_deleted_job_nothin
     assert not list(folders["tmp"].glob("dataset-*"))  # gone as soon as the evaluation finished
 
     # Batch: submit, watch, open (the player's copy), export
-    sub = client.predict([audio], MODEL, "en", "transcribe", 1, False, True, "", api_name="/submit_batch")
+    # Its file is new to the server (the clip with its first 32 samples' lowest bits set), so every
+    # copy of its audio on disk can be told from the other tabs' uploads of the same clip.
+    samples = sf.read(str(clip.path), dtype="int16")[0]
+    samples[:32] |= 1
+    distinct = tmp_path / "batch-clip.wav"
+    sf.write(str(distinct), samples, 16000, subtype="PCM_16")
+    sub = client.predict([handle_file(str(distinct))], MODEL, "en", "transcribe", 1, False, True, "", api_name="/submit_batch")
     token, job_id = sub["token"], sub["jobs"][0]["id"]
     assert list(client.submit(token, sub["batch"], api_name="/watch_batch"))[-1]["counts"]["completed"] == 1
     exports = client.predict(token, "", api_name="/export_jobs")
@@ -114,13 +131,21 @@ def test_every_handler_leaves_nothing_past_its_lifetime_and_a_deleted_job_nothin
     copy_path = Path(copy["path"])
     assert data["status"] == "completed" and copy_path.is_relative_to(folders["gradio"])
 
-    # Deleting the job removes its audio at once: spool file, player copy (and Gradio's, the same file)
+    # Deleting the job removes its audio at once: spool file, player copy (and Gradio's, the same
+    # file). Found by content: every file on disk that decodes to the job's samples, whatever its
+    # name or format. Before the deletion that is the spool, the player copy and the upload.
     audio_hash = sha256(copy_path)
-    assert (folders["data"] / "spool" / f"{job_id}.flac").is_file()
+    spool = folders["data"] / "spool" / f"{job_id}.flac"
+    uploaded = {p for p in files_under(folders["gradio"]) if sha256(p) == sha256(distinct)}
+    assert len(uploaded) == 1 and spool.is_file()
+    holding = {p for p in files_under(*temp, folders["data"]) if holds(p, samples)}
+    assert holding == {spool, copy_path} | uploaded, sorted(map(str, holding))  # the check finds every copy
     client.predict(token, job_id, api_name="/delete_job")
     everywhere = files_under(*temp, folders["data"])
     assert not [p for p in everywhere if job_id in str(p)], "a file named after the deleted job remains"
     assert not [p for p in everywhere if sha256(p) == audio_hash], "the deleted job's audio remains"
+    # Only the upload, which like every upload goes at OUTPUT_TTL_MINUTES (checked below with the rest).
+    assert {p for p in everywhere if holds(p, samples)} == uploaded
 
     # Past OUTPUT_TTL_MINUTES (swept every quarter of it), nothing new is left:
     # no download, export, upload or player copy (empty folders may stay).
@@ -128,4 +153,5 @@ def test_every_handler_leaves_nothing_past_its_lifetime_and_a_deleted_job_nothin
     # onnxruntime's telemetry keeps a session marker (.ses, one small file) in the temporary folder.
     left = files_under(*temp) - at_start - {folders["tmp"] / ".ses"}
     assert not left, sorted(map(str, left))
+    assert not [p for p in files_under(*temp, folders["data"]) if holds(p, samples)]  # the upload too
     assert "Traceback" not in app.log_path.read_text()

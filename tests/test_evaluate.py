@@ -476,3 +476,44 @@ def test_the_evaluate_api_refuses_manifests_reaching_outside_the_upload(app, cli
         message = rf"m{i}.csv row 2: audio path {re.escape(audio)} is outside the uploaded dataset"
         with pytest.raises(AppError, match=message):
             app.client().predict(files, "", "", "", None, ["faster-whisper/tiny.en"], "en", 1, True, False, api_name="/evaluate")
+
+
+def test_the_evaluate_api_refuses_local_hub_names_and_zip_bombs_and_runs_nothing(app, clips, tmp_path):
+    """Through gradio_client on the running app: a saved `datasets` folder on this server named as
+    the Hugging Face dataset (bare or hf:) is refused as no Hub id; a repository folder that is
+    also a valid Hub id is looked up on the Hub only (offline here: the same message as a name
+    that exists nowhere); a zip bomb (a 64 KB archive of 64 MB) is refused by its ratio. No model
+    runs for any of them (the admin /health's run counts)."""
+    import datasets
+    import zipfile
+
+    from gradio_client.exceptions import AppError
+
+    from tests.conftest import ADMIN_TOKEN
+
+    client = app.client()
+
+    def runs() -> int:
+        return sum(m["runs"] for m in client.predict(ADMIN_TOKEN, api_name="/health")["detail"]["loaded_models"])
+
+    def evaluate(files, hub_name):
+        return client.predict(files, hub_name, "", "", None, ["faster-whisper/tiny.en"], "en", 1, True, False, api_name="/evaluate")
+
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_dict({"audio": [str(clips[0].path)], "text": [clips[0].reference]}).save_to_disk(str(saved))
+    before = runs()
+    for name in (str(saved), f"hf:{saved}", f"hf:{saved}/../saved"):
+        with pytest.raises(AppError, match=r"not a Hugging Face Hub dataset id \(expected NAME or OWNER/NAME\)"):
+            evaluate([], name)
+    for name in ("tests/data", "no-such/dataset-here"):  # tests/data is a folder in the app's working directory
+        with pytest.raises(AppError, match=rf"could not load {name} from the Hugging Face Hub"):
+            evaluate([], f"hf:{name}")
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.wav", bytes(64 << 20))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(AppError, match=r"bomb.zip: compressed \d+:1, more than the 100:1 allowed \(MAX_ZIP_RATIO\)"):
+        evaluate([handle_file(str(bomb))], "")
+    assert runs() == before
+    assert "dashwood" in client.predict(handle_file(str(clips[0].path)), "faster-whisper/tiny.en", api_name="/transcribe")["text"].lower()

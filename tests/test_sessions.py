@@ -131,8 +131,9 @@ def test_public_reasons_name_no_server_path():
 def test_the_bounds_are_settings_read_from_the_environment_and_checked():
     env = {"MAX_BATCH_FILES": "3", "MAX_QUEUED_JOBS": "4", "MAX_WATCHERS_PER_SESSION": "1", "MAX_WATCHERS": "5",
            "JOB_API_CONCURRENCY": "2", "MAX_JOB_ROWS": "10", "ADMIN_TOKEN": " " + "a" * 16 + " ",
-           "SESSION_SECRET": "s" * 32}  # fmt: skip
+           "SESSION_SECRET": "s" * 32, "MAX_SESSIONS": "50"}  # fmt: skip
     s = Settings.from_env(env)
+    assert s.max_sessions == 50 and Settings.from_env({}).max_sessions == 1000
     assert (s.max_batch_files, s.max_queued_jobs, s.max_watchers_per_session, s.max_watchers) == (3, 4, 1, 5)
     assert (s.job_api_concurrency, s.max_job_rows, s.admin_token, s.session_secret) == (2, 10, "a" * 16, "s" * 32)
     assert Settings.from_env({}).admin_token is None  # unset: /health never shows detail
@@ -141,6 +142,7 @@ def test_the_bounds_are_settings_read_from_the_environment_and_checked():
         ({"MAX_WATCHERS": "1", "MAX_WATCHERS_PER_SESSION": "2"}, "MAX_WATCHERS must be at least"),
         ({"ADMIN_TOKEN": "short"}, "ADMIN_TOKEN must be at least 16"),
         ({"MAX_QUEUED_JOBS": "many"}, "must be an integer"),
+        ({"MAX_SESSIONS": "0"}, "MAX_SESSIONS must be at least 1"),
     ]:
         with pytest.raises(ValueError, match=message):
             Settings.from_env(bad)

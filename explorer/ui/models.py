@@ -37,10 +37,13 @@ def build_models(service: ModelService, runner: BatchRunner) -> None:
         """Every model the explorer knows, with its availability (ready, downloadable, unavailable) and why."""
         return service.models()
 
+    app = gr.context.Context.root_block  # the Blocks being built: its sessions, once launched
+
     def health(admin_token: str = "") -> dict:
         """Server status and counts: models by availability, loaded and failed models, model calls
         running and requests waiting for a device slot, batch workers and the jobs they run. With admin_token equal to the server's ADMIN_TOKEN, "detail" adds
-        each loaded model, each failure's reason and each worker (host, pid, models, jobs done)."""
+        each loaded model, each failure's reason, each worker (host, pid, models, jobs done) and the
+        Gradio sessions held in memory."""
         workers, problem = reachable_workers(runner)
         status = service.health()
         public = {
@@ -58,7 +61,9 @@ def build_models(service: ModelService, runner: BatchRunner) -> None:
         }
         if not is_admin(settings.admin_token, admin_token):
             return public
-        detail = {**status, "job_store": store_kind(settings.job_store), "workers": worker_records(workers, time.time())}
+        sessions = len(getattr(getattr(app, "state_holder", None), "session_data", ()))  # Gradio's, at most MAX_SESSIONS
+        detail = {**status, "job_store": store_kind(settings.job_store), "workers": worker_records(workers, time.time()),
+                  "sessions_in_memory": sessions}  # fmt: skip
         return {**public, "detail": detail}
 
     gr.Markdown(
