@@ -16,15 +16,13 @@ from explorer.scoring import score
 from tests.browser_page import CHROMIUM, Page, launch, stream_microphone, write_mic_sequence
 
 TINY_FP32 = "browser/whisper-tiny.en"
-# Streaming runs the q8 graphs: on 2 cores their passes take ~1.2 s against ~1.4-2.3 s for fp32
-# (bench/bench_browser_stream.py measures both).
+# Streaming runs the q8 graphs (bench/bench_browser_stream.py measures all three local graph
+# choices). Issue 18's target on this 2-core machine: tiny.en, ~60 s of speech through the fake
+# microphone, mean commit lag <= 4 s, the last quarter's at most 1.5x the first's, WER <= 15 %.
+# Three quiet runs of the bench on 2026-12-06 gave q8 mean lags of 3.46, 3.24 and 3.34 s and WER
+# 9.8, 9.2 and 11.0 % (before this issue: 12.5-25 s).
 TINY_STREAM = "browser/whisper-tiny.en-q8"
-# Streaming on a 2-core machine: tiny.en, ~60 s of speech through the fake microphone
-# (bench/bench_browser_stream.py prints the same figures for both graphs). Issue 18 asks for a
-# mean lag of 4 s; on the shared 2-core machine here the q8 graphs gave 3.86 s in one run and
-# 4.68 s in another (before: 12.5 s), so the test holds the lag to 6 s, with margin, and the
-# growth to 1.5x, as asked.
-MAX_MEAN_LAG_SECONDS = 6.0
+MAX_MEAN_LAG_SECONDS = 4.0
 MAX_LAST_TO_FIRST_QUARTER = 1.5
 MAX_WER = 0.15
 
