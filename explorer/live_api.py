@@ -21,10 +21,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 
+from explorer import catalog
 from explorer.audio import AudioError
 from explorer.config import Settings
 from explorer.live import LiveStreamError, LiveStreams, NoSuchStream, TooManyStreams, as_16k
-from explorer.openai_api import ApiError, route_class
+from explorer.openai_api import ApiError, model_not_found, model_unavailable, route_class
 from explorer.service import ModelError
 from explorer.types import TranscribeOptions
 
@@ -40,6 +41,8 @@ def _refused(exc: Exception) -> ApiError:
         return ApiError(429, str(exc), code="too_many_streams")
     if isinstance(exc, NoSuchStream):
         return ApiError(404, str(exc), code="stream_not_found")
+    if isinstance(exc, ModelError):
+        return model_unavailable(exc)
     return ApiError(400, str(exc).strip("'\""), code="invalid_value")
 
 
@@ -49,6 +52,8 @@ def build_live_router(streams: LiveStreams, settings: Settings) -> APIRouter:
 
     @router.post("", summary="Open a live stream")
     def open_stream(request: Request, model: str, language: Optional[str] = "en", min_chunk: float = 1.0) -> dict:
+        if model not in catalog.BY_KEY:
+            raise model_not_found(model)  # as /v1/audio/* answers it
         try:
             stream = streams.open(_owner(request), model, TranscribeOptions(language=language or None), min_chunk)
         except (LiveStreamError, ModelError, ValueError) as exc:

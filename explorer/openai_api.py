@@ -287,6 +287,16 @@ def _remove_upload(path: str) -> None:
     shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
+def model_not_found(model: str) -> ApiError:
+    """404 for a name the catalog does not know (every /v1 route answers it alike)."""
+    return ApiError(404, f"The model {model!r} does not exist; GET /v1/models lists them", param="model", code="model_not_found")
+
+
+def model_unavailable(exc: ModelError) -> ApiError:
+    """503 for a catalog model that cannot run here, and why."""
+    return ApiError(503, str(exc), param="model", code="model_unavailable")
+
+
 # -- the router --------------------------------------------------------------------------------------
 def build_openai_router(service: ModelService, settings: Settings, gradio_queue=None) -> APIRouter:
     """The /v1 routes. gradio_queue: the Gradio app's queue (`demo._queue`), whose bound they share."""
@@ -300,15 +310,14 @@ def build_openai_router(service: ModelService, settings: Settings, gradio_queue=
     def model_key(model: str) -> str:
         key = settings.default_model if model == WHISPER_1 else model
         if key not in catalog.BY_KEY:
-            raise ApiError(404, f"The model {model!r} does not exist; GET /v1/models lists them", param="model",
-                           code="model_not_found")  # fmt: skip
+            raise model_not_found(model)
         return key
 
     def check(key: str, options: TranscribeOptions) -> None:
         try:
             service.check(key, options)
         except ModelError as exc:
-            raise ApiError(503, str(exc), param="model", code="model_unavailable") from None
+            raise model_unavailable(exc) from None
         except ValueError as exc:
             raise ApiError(400, str(exc), param="language", code="unsupported_language") from None
 

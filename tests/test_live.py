@@ -119,7 +119,7 @@ def test_live_stream_through_the_api_in_real_time(app, clips):
         # Bad input: a clear error, and the server goes on.
         assert http.post(f"/v1/live/{stream_id}/audio", content=b"\0\0").status_code == 404  # closed
         bad = http.post("/v1/live", params={"model": "no/such-model"})
-        assert bad.status_code == 400 and "error" in bad.json()
+        assert bad.status_code == 404 and bad.json()["error"]["code"] == "model_not_found"  # as /v1/audio/* answers
         again = http.post("/v1/live", params={"model": MODEL})
         more = http.post("/v1/live", params={"model": MODEL})  # one per client (MAX_LIVE_STREAMS_PER_SESSION)
         assert more.status_code == 429 and "MAX_LIVE_STREAMS_PER_SESSION" in more.json()["error"]["message"]
