@@ -9,7 +9,7 @@ and RTFx (audio over time spent in passes). Run it under the CPU lock:
 
     flock /tmp/cpu.lock .venv/bin/python bench/bench_browser_stream.py [--isolation off] [--record]
 
-`--record` writes each local model's streaming WER to explorer/browser_wer.json, which the
+`--record` writes each local model's streaming WER (the median of `--repeat` runs) to explorer/browser_wer.json, which the
 Browser tab shows next to the model's name.
 """
 
@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -99,6 +100,8 @@ def main() -> None:
     parser.add_argument("--isolation", default=None, help="CROSS_ORIGIN_ISOLATION for the app (default: its default)")
     parser.add_argument("--passes", action="store_true", help="also time single passes for each onnxruntime setting")
     parser.add_argument("--errors", action="store_true", help="also print each run's word errors against the reference")
+    parser.add_argument("--repeat", type=int, default=1, help="stream each model this many times (one row per run)")
+    parser.add_argument("--events", type=Path, help="also write each run's result (text, metrics, per-word events) to this JSON-lines file")
     parser.add_argument("--record", action="store_true", help=f"write the streaming WERs to {WER_FILE.relative_to(ROOT)}")
     args = parser.parse_args()
 
@@ -116,12 +119,15 @@ def main() -> None:
         client = app.client()
         with sync_playwright() as p:
             browser = launch(p, wav)
-            for model in args.models:
+            for model in [m for m in args.models for _ in range(args.repeat)]:
                 seen = measure(browser, app.url, model, reference, speech_seconds)
                 result = client.predict(seen["run_id"], api_name="/browser_result")
+                if args.events:
+                    with args.events.open("a") as out:
+                        out.write(json.dumps({"model": model, **result}) + "\n")
                 m, lag = result["metrics"], commit_lag(result.get("events") or [])
                 wer = score(reference, result["text"]).wer
-                recorded[model] = wer
+                recorded.setdefault(model, []).append(wer)
                 errors[model] = [f"{a.reference or '–'}→{a.hypothesis or '–'}" for a in align(reference, result["text"]) if a.op != "equal"]
                 q = lag.quarter_lags
                 word = stream_latency(events_from(result.get("events") or []), m.get("processing_seconds") or 0.0,
@@ -144,6 +150,7 @@ def main() -> None:
                     "pass s mean / max": f"{m.get('mean_pass_seconds') or 0:.2f} / {m.get('max_pass_seconds') or 0:.2f}",
                     "longest buffer s": m.get("max_buffer_seconds"),
                     "words": lag.words,
+                    "forced words": m.get("forced_words"),
                     "'falling behind' shown": len(seen["behind"]),
                 })  # fmt: skip
             passes = pass_times(browser, app.url, librivox_clips()[1]) if args.passes else []
@@ -165,7 +172,7 @@ def main() -> None:
             "how": f"bench/bench_browser_stream.py: streaming WER on {speech_seconds:.0f} s of the LibriVox clips "
             "(fake microphone, headless Chromium, WASM)",
             "measured": f"{datetime.date.today()}",
-            "wer": {k: round(v, 4) for k, v in recorded.items()},
+            "wer": {k: round(statistics.median(v), 4) for k, v in recorded.items()},  # the median of --repeat runs
         }
         WER_FILE.write_text(json.dumps(data, indent=1) + "\n")
         print(f"\nwrote {WER_FILE.relative_to(ROOT)}")

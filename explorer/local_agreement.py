@@ -59,7 +59,10 @@ def _keys(words: Sequence[Word]) -> list[str]:
 class HypothesisBuffer:
     """Commits the longest common prefix of the last two hypotheses, word by word."""
 
-    def __init__(self) -> None:
+    def __init__(self, anchor_seconds: Optional[float] = None) -> None:
+        # None: whisper_streaming's time filter only; else how far from the last committed time a
+        # text anchor may end (see anchor()).
+        self.anchor_seconds = anchor_seconds
         self.committed_in_buffer: list[Word] = []  # committed words still inside the audio buffer
         self.buffer: list[Word] = []  # the previous hypothesis' uncommitted tail
         self.new: list[Word] = []  # the latest hypothesis
@@ -68,7 +71,11 @@ class HypothesisBuffer:
 
     def insert(self, words: Iterable[Word], offset: float) -> None:
         """Take a hypothesis with times relative to the audio buffer, which starts at ``offset``."""
-        shifted = (replace(w, start=w.start + offset, end=w.end + offset) for w in words)
+        shifted = [replace(w, start=w.start + offset, end=w.end + offset) for w in words]
+        anchor = self.anchor(shifted)
+        if anchor is not None:
+            self.new = shifted[anchor:]
+            return
         self.new = [w for w in shifted if w.start > self.last_committed_time - TIME_SLACK]
         if self.new and self.committed_in_buffer and abs(self.new[0].start - self.last_committed_time) < 1:
             # The model may transcribe the end of the committed text again: drop it (1..5 words).
@@ -76,6 +83,29 @@ class HypothesisBuffer:
                 if _keys(self.committed_in_buffer[-n:]) == _keys(self.new[:n]):
                     del self.new[:n]
                     break
+
+    def anchor(self, words: Sequence[Word]) -> Optional[int]:
+        """Where the new words begin, found by text: just after the last 2..MAX_NGRAM committed
+        words still in the buffer, transcribed again, ending within ``anchor_seconds`` of the last
+        committed time (the longest such run, then the nearest). None when there is none or
+        anchoring is off: the time filter decides. Word times interpolated inside a segment (the
+        browser's transformers.js) move by a few tenths of a second from pass to pass, so the time
+        filter alone let the first new word in on one pass and not the next, and the two hypotheses
+        disagreed until a cut. The cost: a phrase repeated at once ("no no no no") may lose a
+        repetition."""
+        if self.anchor_seconds is None:
+            return None
+        committed, heard = _keys(self.committed_in_buffer), _keys(words)
+        for n in range(min(MAX_NGRAM, len(committed)), 1, -1):
+            tail = committed[-n:]
+            near = [
+                (abs(words[i + n - 1].end - self.last_committed_time), i + n)
+                for i in range(len(words) - n + 1)
+                if heard[i : i + n] == tail and abs(words[i + n - 1].end - self.last_committed_time) <= self.anchor_seconds
+            ]
+            if near:
+                return min(near)[1]
+        return None
 
     def flush(self) -> list[Word]:
         """Commit and return the words on which the latest hypothesis agrees with the previous one."""
@@ -91,6 +121,18 @@ class HypothesisBuffer:
         self.new = []
         self.committed_in_buffer.extend(commit)
         return commit
+
+    def force_before(self, time: float) -> list[Word]:
+        """Commit the unconfirmed words, from the first, that end at or before ``time``: the latest
+        hypothesis' form, without a second one agreeing (``max_unconfirmed_seconds``)."""
+        forced: list[Word] = []
+        while self.buffer and self.buffer[0].end <= time:
+            forced.append(self.buffer.pop(0))
+        if forced:
+            self.last_committed_time = forced[-1].end
+            self.last_committed_word = forced[-1].text
+            self.committed_in_buffer.extend(forced)
+        return forced
 
     def pop_committed(self, time: float) -> None:
         """Forget committed words that end at or before ``time`` (their audio was cut)."""
@@ -127,7 +169,14 @@ class OnlineASRProcessor:
     ``finish`` at the end of the stream.
     """
 
-    def __init__(self, min_chunk_seconds: float = 1.0, trim_seconds: float = 15.0, sample_rate: int = SAMPLE_RATE):
+    def __init__(self, min_chunk_seconds: float = 1.0, trim_seconds: float = 15.0, sample_rate: int = SAMPLE_RATE,
+                 anchor_seconds: Optional[float] = None, max_unconfirmed_seconds: Optional[float] = None):
+        self.anchor_seconds = anchor_seconds  # see HypothesisBuffer.anchor
+        # Once the audio a pass heard runs this far past an unconfirmed word's end, the latest
+        # hypothesis' form of it is committed (counted in forced_words): two hypotheses of a tiny
+        # model can disagree for many passes on the first words after a cut ("And Mr." / "Mr."),
+        # and every word behind them waits. None, the default, is whisper_streaming's behaviour.
+        self.max_unconfirmed_seconds = max_unconfirmed_seconds
         self.min_chunk_seconds = min_chunk_seconds
         self.trim_seconds = trim_seconds
         self.sample_rate = sample_rate
@@ -136,9 +185,11 @@ class OnlineASRProcessor:
     def reset(self) -> None:
         self.audio = array("f")
         self.buffer_time_offset = 0.0  # stream time of the buffer's first sample
-        self.hypothesis = HypothesisBuffer()
+        self.hypothesis = HypothesisBuffer(self.anchor_seconds)
         self.committed: list[Word] = []
         self._unprocessed = 0  # samples inserted since the last process_iter
+        self.heard_seconds = 0.0  # stream time up to which the last pass heard the audio
+        self.forced_words = 0  # words committed by max_unconfirmed_seconds rather than by agreement
 
     @property
     def buffer_seconds(self) -> float:
@@ -172,12 +223,17 @@ class OnlineASRProcessor:
         so far counts as processed. For callers that run the model themselves (then
         ``apply_hypothesis``), e.g. with more audio arriving meanwhile."""
         self._unprocessed = 0
+        self.heard_seconds = self.buffer_time_offset + self.buffer_seconds
         return self.audio[:], self.prompt()
 
     def apply_hypothesis(self, hypothesis: Hypothesis) -> StreamStep:
         """The policy step of ``process_iter``, for callers that run the model themselves."""
         self.hypothesis.insert(hypothesis.words, self.buffer_time_offset)
         committed = self.hypothesis.flush()
+        if self.max_unconfirmed_seconds is not None:
+            forced = self.hypothesis.force_before(self.heard_seconds - self.max_unconfirmed_seconds)
+            self.forced_words += len(forced)
+            committed.extend(forced)
         self.committed.extend(committed)
         if self.buffer_seconds > self.trim_seconds:
             self._trim_at_segment(hypothesis.segment_ends)

@@ -49,7 +49,7 @@ def check_buffer_state(buffer: HypothesisBuffer, expect: dict, what: str) -> Non
 
 
 def run_hypothesis_buffer(case: dict) -> None:
-    buffer = HypothesisBuffer()
+    buffer = HypothesisBuffer(**case.get("options", {}))
     for i, step in enumerate(case["steps"]):
         what, op = f"step {i} ({step['op']})", step["op"]
         if op == "insert":
@@ -60,6 +60,8 @@ def run_hypothesis_buffer(case: dict) -> None:
             check_words(buffer.complete(), step["expect"], what)
         elif op == "pop_committed":
             buffer.pop_committed(step["time"])
+        elif op == "force_before":
+            check_words(buffer.force_before(step["time"]), step["expect"], what)
         elif op == "state":
             check_buffer_state(buffer, step["expect"], what)
         else:
@@ -77,6 +79,8 @@ def check_processor(processor: OnlineASRProcessor, expect: dict, what: str) -> N
         assert processor.prompt() == expect["prompt"], what
     if "ready" in expect:
         assert processor.ready == expect["ready"], what
+    if "forced_words" in expect:
+        assert processor.forced_words == expect["forced_words"], what
 
 
 def run_processor(case: dict) -> None:

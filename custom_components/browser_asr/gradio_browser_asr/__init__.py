@@ -139,6 +139,8 @@ class BrowserASR(gr.HTML):
         min_chunk_seconds: float = 1.0,
         trim_seconds: float = 4.0,
         max_buffer_seconds: float = 20.0,
+        anchor_seconds: Optional[float] = 1.5,
+        max_unconfirmed_seconds: Optional[float] = 3.0,
         wasm_proxy: bool = False,
         value: Optional[dict] = None,
         **kwargs,
@@ -169,6 +171,15 @@ class BrowserASR(gr.HTML):
             # A pass decodes at most this much audio (cut at a committed word when no segment end
             # allowed it): the pass's time, and so the lag, stay bounded on a slow device.
             "max_buffer_seconds": float(max_buffer_seconds),
+            # Committed words transcribed again mark where a hypothesis' new words begin when they
+            # end within this many seconds of the last commit (local_agreement.js, anchor()):
+            # transformers.js interpolates word times inside a segment, and the time filter alone
+            # stalled agreement for seconds. None: whisper_streaming's time filter only.
+            "anchor_seconds": None if anchor_seconds is None else float(anchor_seconds),
+            # A word unconfirmed while the audio heard runs this far past its end is committed in
+            # the latest hypothesis' form (counted in the metrics' forced_words): lag stays bounded
+            # when two passes keep disagreeing. None: agreement only (whisper_streaming).
+            "max_unconfirmed_seconds": None if max_unconfirmed_seconds is None else float(max_unconfirmed_seconds),
             # onnxruntime's proxy worker: a responsive page during each model call, slower passes.
             "wasm_proxy": bool(wasm_proxy),
         }

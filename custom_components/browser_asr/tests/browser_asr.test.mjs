@@ -1,7 +1,9 @@
 // Pure parts of browser_asr.js: device choice, timed words from Whisper chunks, token metrics.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { MAX_PASS_TOKENS, passTokenBudget, pickDevice, tokenMetrics, wordsFromChunks } from "../gradio_browser_asr/js/browser_asr.js";
+import {
+  MAX_PASS_TOKENS, TAP_FRAMES, TAP_WORKLET, passTokenBudget, pickDevice, tokenMetrics, wordsFromChunks,
+} from "../gradio_browser_asr/js/browser_asr.js";
 
 const gpu = (adapter) => ({ requestAdapter: async () => adapter });
 
@@ -46,4 +48,34 @@ test("a streaming pass's token budget grows with its audio, above speech rates, 
   assert.equal(passTokenBudget(30), 256);
   assert.equal(passTokenBudget(1000), MAX_PASS_TOKENS);
   assert.ok(MAX_PASS_TOKENS < 448);
+});
+
+test("the microphone tap posts mono audio TAP_FRAMES at a time, in order, with nothing lost", () => {
+  // The worklet's source runs here against a stand-in for the AudioWorklet globals.
+  const posted = [];
+  let Tap = null;
+  class AudioWorkletProcessor {
+    constructor() {
+      this.port = { postMessage: (data, transfer) => posted.push({ data, transfer }) };
+    }
+  }
+  new Function("AudioWorkletProcessor", "registerProcessor", TAP_WORKLET)(AudioWorkletProcessor, (name, cls) => {
+    assert.equal(name, "basr-tap");
+    Tap = cls;
+  });
+  const tap = new Tap();
+  const quanta = Math.ceil((2 * TAP_FRAMES + 100) / 128);
+  for (let q = 0; q < quanta; q++) {
+    const left = Float32Array.from({ length: 128 }, (_, i) => q * 128 + i);
+    const right = left.map((x) => 3 * x); // the mean of the two channels is twice the sample's index
+    assert.equal(tap.process([[left, right]]), true);
+  }
+  assert.equal(tap.process([]), true); // no input (a stopped track): nothing posted, still alive
+  assert.equal(posted.length, 2);
+  posted.forEach(({ data, transfer }, k) => {
+    assert.equal(data.length, TAP_FRAMES);
+    assert.deepEqual(transfer, [data.buffer]); // transferred, not copied
+    assert.ok(data.every((x, i) => x === 2 * (k * TAP_FRAMES + i)), `message ${k}`);
+  });
+  assert.notEqual(posted[0].data, posted[1].data);
 });

@@ -35,14 +35,15 @@ function checkBufferState(buffer, expect, what) {
   if ("committed_in_buffer" in expect) checkWords(buffer.committedInBuffer, expect.committed_in_buffer, what);
 }
 
-function runHypothesisBuffer(steps) {
-  const buffer = new HypothesisBuffer();
+function runHypothesisBuffer(steps, options = {}) {
+  const buffer = new HypothesisBuffer({ anchorSeconds: options.anchor_seconds ?? null });
   steps.forEach((step, i) => {
     const what = `step ${i} (${step.op})`;
     if (step.op === "insert") buffer.insert(toWords(step.words), step.offset);
     else if (step.op === "flush") checkWords(buffer.flush(), step.expect, what);
     else if (step.op === "complete") checkWords(buffer.complete(), step.expect, what);
     else if (step.op === "pop_committed") buffer.popCommitted(step.time);
+    else if (step.op === "force_before") checkWords(buffer.forceBefore(step.time), step.expect, what);
     else if (step.op === "state") checkBufferState(buffer, step.expect, what);
     else throw new Error(`unknown op ${step.op}`);
   });
@@ -54,6 +55,7 @@ function checkProcessor(processor, expect, what) {
   if ("all_committed" in expect) checkWords(processor.committed, expect.all_committed, what);
   if ("prompt" in expect) assert.equal(processor.prompt(), expect.prompt, what);
   if ("ready" in expect) assert.equal(processor.ready, expect.ready, what);
+  if ("forced_words" in expect) assert.equal(processor.forcedWords, expect.forced_words, what);
 }
 
 async function runProcessor(steps, options = {}) {
@@ -61,6 +63,8 @@ async function runProcessor(steps, options = {}) {
     minChunkSeconds: options.min_chunk_seconds,
     trimSeconds: options.trim_seconds,
     sampleRate: options.sample_rate,
+    anchorSeconds: options.anchor_seconds ?? null,
+    maxUnconfirmedSeconds: options.max_unconfirmed_seconds ?? null,
   });
   for (const [i, step] of steps.entries()) {
     const what = `step ${i} (${step.op})`;
@@ -108,7 +112,7 @@ test("the vectors cover every kind", () => {
 
 for (const c of cases) {
   test(`${c.kind}: ${c.name}`, async () => {
-    if (c.kind === "hypothesis_buffer") runHypothesisBuffer(c.steps);
+    if (c.kind === "hypothesis_buffer") runHypothesisBuffer(c.steps, c.options);
     else if (c.kind === "processor") await runProcessor(c.steps, c.options);
     else if (c.kind === "commit_latency") runCommitLatency(c);
     else if (c.kind === "agreement_key") assert.deepEqual(c.pairs.map(([text]) => agreementKey(text)), c.pairs.map(([, key]) => key));

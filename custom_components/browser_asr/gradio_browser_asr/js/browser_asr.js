@@ -51,6 +51,29 @@ export function tokenMetrics(start, tokenTimes) {
 // larger part of a pass) and often hallucinates words over that short tail. A bound also stops a
 // repetition loop from holding the device for hundreds of tokens.
 export const MAX_PASS_TOKENS = 440;
+// The microphone tap: mixes each 128-frame render quantum to mono and posts ~43 ms at a time
+// (TAP_FRAMES at 48 kHz) as one transferred buffer, rather than a message per quantum (375 a
+// second) to the main thread, where the passes run.
+export const TAP_FRAMES = 2048;
+export const TAP_WORKLET = `class Tap extends AudioWorkletProcessor {
+  constructor() { super(); this.out = new Float32Array(${TAP_FRAMES}); this.n = 0; }
+  process(inputs) {
+    const c = inputs[0];
+    if (!c || !c.length) return true;
+    for (let i = 0; i < c[0].length; i++) {
+      let x = 0;
+      for (const channel of c) x += channel[i];
+      this.out[this.n++] = x / c.length;
+      if (this.n === this.out.length) {
+        this.port.postMessage(this.out, [this.out.buffer]);
+        this.out = new Float32Array(${TAP_FRAMES}); this.n = 0;
+      }
+    }
+    return true;
+  }
+}
+registerProcessor("basr-tap", Tap);`;
+
 export function passTokenBudget(seconds) {
   return Math.min(MAX_PASS_TOKENS, Math.ceil(16 + 8 * seconds));
 }
@@ -240,9 +263,7 @@ export function mount({ element, props, trigger, config }) {
       audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
     });
     const context = new AudioContext();
-    const tap = "class Tap extends AudioWorkletProcessor { process(inputs) { const c = inputs[0]; " +
-      "if (c && c.length) this.port.postMessage(c.map((x) => x.slice(0))); return true; } } registerProcessor('basr-tap', Tap);";
-    const url = URL.createObjectURL(new Blob([tap], { type: "text/javascript" }));
+    const url = URL.createObjectURL(new Blob([TAP_WORKLET], { type: "text/javascript" }));
     await context.audioWorklet.addModule(url);
     URL.revokeObjectURL(url);
     const source = context.createMediaStreamSource(media);
@@ -252,12 +273,13 @@ export function mount({ element, props, trigger, config }) {
     source.connect(node).connect(mute).connect(context.destination); // pulled, but silent
     const processor = new OnlineASRProcessor({
       minChunkSeconds: cfg.min_chunk_seconds, trimSeconds: cfg.trim_seconds, maxBufferSeconds: cfg.max_buffer_seconds,
+      anchorSeconds: cfg.anchor_seconds ?? null, maxUnconfirmedSeconds: cfg.max_unconfirmed_seconds ?? null,
     });
     const resampler = new Resampler(context.sampleRate, RATE);
     const s = { media, context, processor, start: now(), events: [], tokenTimes: [], processing: 0, iterations: 0, running: true };
     stream = s;
     node.port.onmessage = (e) => {
-      if (s.running) processor.insertAudio(resampler.push(mixToMono(e.data)));
+      if (s.running) processor.insertAudio(resampler.push(e.data));
     };
     ui.mic.disabled = true;
     ui.stop.disabled = false;
@@ -301,6 +323,7 @@ export function mount({ element, props, trigger, config }) {
     if (s.processor._unprocessed > 0) await step(s); // what arrived after the last pass
     const audioSeconds = s.processor.bufferTimeOffset + s.processor.bufferSeconds;
     const committed = [...s.processor.committed];
+    const forcedWords = s.processor.forcedWords;
     const tail = s.processor.finish(); // the last hypothesis' unconfirmed words become final (and reset)
     const flushedAt = now() - s.start;
     for (const w of tail.committed) s.events.push([flushedAt, w.end, w.text]);
@@ -317,7 +340,7 @@ export function mount({ element, props, trigger, config }) {
       first_commit_latency: latency.firstCommitLatency, mean_commit_lag: latency.meanCommitLag, iterations: s.iterations,
       threads: T.env.backends.onnx.wasm.numThreads, max_behind_seconds: s.behindMax || 0,
       mean_pass_seconds: s.iterations ? s.processing / s.iterations : null, max_pass_seconds: s.maxPass || null,
-      max_buffer_seconds: s.maxBuffer || null,
+      max_buffer_seconds: s.maxBuffer || null, forced_words: forcedWords,
     };
     loaded.loadSeconds = 0;
     showMetrics(metrics);

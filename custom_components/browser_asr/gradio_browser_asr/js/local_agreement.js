@@ -24,7 +24,10 @@ const keys = (words) => words.map((w) => agreementKey(w.text));
 const sameKeys = (a, b) => a.length === b.length && a.every((t, i) => t === b[i]);
 
 export class HypothesisBuffer {
-  constructor() {
+  // anchorSeconds: null (whisper_streaming's time filter only), or how far from the last committed
+  // time a text anchor may end (see anchor()).
+  constructor({ anchorSeconds = null } = {}) {
+    this.anchorSeconds = anchorSeconds;
     this.committedInBuffer = []; // committed words still inside the audio buffer
     this.buffer = []; // the previous hypothesis' uncommitted tail
     this.new = []; // the latest hypothesis
@@ -34,9 +37,13 @@ export class HypothesisBuffer {
 
   // Take a hypothesis with times relative to the audio buffer, which starts at `offset`.
   insert(words, offset) {
-    this.new = words
-      .map((w) => ({ ...w, start: w.start + offset, end: w.end + offset }))
-      .filter((w) => w.start > this.lastCommittedTime - TIME_SLACK);
+    const shifted = words.map((w) => ({ ...w, start: w.start + offset, end: w.end + offset }));
+    const anchor = this.anchor(shifted);
+    if (anchor !== null) {
+      this.new = shifted.slice(anchor);
+      return;
+    }
+    this.new = shifted.filter((w) => w.start > this.lastCommittedTime - TIME_SLACK);
     const committed = this.committedInBuffer;
     if (this.new.length && committed.length && Math.abs(this.new[0].start - this.lastCommittedTime) < 1) {
       // The model may transcribe the end of the committed text again: drop it (1..5 words).
@@ -48,6 +55,31 @@ export class HypothesisBuffer {
         }
       }
     }
+  }
+
+  // Where the new words begin, found by text: just after the last 2..MAX_NGRAM committed words
+  // still in the buffer, transcribed again, ending within anchorSeconds of the last committed
+  // time (the longest such run, then the nearest). null when there is none or anchoring is off:
+  // the time filter decides. Word times interpolated inside a segment (transformers.js) move by a
+  // few tenths of a second from pass to pass, so the time filter alone let the first new word in
+  // on one pass and not the next, and the two hypotheses disagreed until the buffer was cut. The
+  // cost: a phrase repeated at once ("no no no no") may lose a repetition.
+  anchor(words) {
+    if (this.anchorSeconds === null) return null;
+    const committed = keys(this.committedInBuffer);
+    const heard = keys(words);
+    for (let n = Math.min(MAX_NGRAM, committed.length); n >= 2; n--) {
+      const tail = committed.slice(-n);
+      let best = null;
+      for (let i = 0; i + n <= words.length; i++) {
+        const distance = Math.abs(words[i + n - 1].end - this.lastCommittedTime);
+        if (distance <= this.anchorSeconds && sameKeys(heard.slice(i, i + n), tail) && (best === null || distance < best.distance)) {
+          best = { at: i + n, distance };
+        }
+      }
+      if (best !== null) return best.at;
+    }
+    return null;
   }
 
   // Commit and return the words on which the latest hypothesis agrees with the previous one.
@@ -65,6 +97,19 @@ export class HypothesisBuffer {
     this.new = [];
     this.committedInBuffer.push(...commit);
     return commit;
+  }
+
+  // Commit the unconfirmed words, from the first, that end at or before `time`: the latest
+  // hypothesis' form, without a second one agreeing (OnlineASRProcessor's maxUnconfirmedSeconds).
+  forceBefore(time) {
+    const forced = [];
+    while (this.buffer.length && this.buffer[0].end <= time) forced.push(this.buffer.shift());
+    if (forced.length) {
+      this.lastCommittedTime = forced[forced.length - 1].end;
+      this.lastCommittedWord = forced[forced.length - 1].text;
+      this.committedInBuffer.push(...forced);
+    }
+    return forced;
   }
 
   // Forget committed words that end at or before `time` (their audio was cut).
@@ -86,11 +131,20 @@ export class HypothesisBuffer {
 // at the last committed word's end (committed audio is not decoded again), and a buffer with
 // nothing committed or pending in it (silence) keeps only its last SILENCE_KEEP_SECONDS. The
 // default, Infinity, is whisper_streaming's behaviour (and the Python twin's).
+//
+// maxUnconfirmedSeconds bounds how long a word may wait for a second hypothesis to agree: once the
+// audio a pass heard runs that far past a word's end, the latest hypothesis' form of it is
+// committed (counted in forcedWords). Two hypotheses of a tiny model can disagree for many passes
+// on the first words after a cut ("And Mr." / "Mr."), and every word behind them waits. The
+// default, null, is whisper_streaming's behaviour: agreement only.
 export const SILENCE_KEEP_SECONDS = 2;
 
 export class OnlineASRProcessor {
-  constructor({ minChunkSeconds = 1.0, trimSeconds = 15, maxBufferSeconds = Infinity, sampleRate = SAMPLE_RATE } = {}) {
+  constructor({ minChunkSeconds = 1.0, trimSeconds = 15, maxBufferSeconds = Infinity, anchorSeconds = null,
+    maxUnconfirmedSeconds = null, sampleRate = SAMPLE_RATE } = {}) {
     this.minChunkSeconds = minChunkSeconds;
+    this.anchorSeconds = anchorSeconds;
+    this.maxUnconfirmedSeconds = maxUnconfirmedSeconds;
     this.trimSeconds = trimSeconds;
     this.maxBufferSeconds = maxBufferSeconds;
     this.sampleRate = sampleRate;
@@ -101,10 +155,11 @@ export class OnlineASRProcessor {
     this._samples = new Float32Array(0); // storage; the buffer is its first audioLength samples
     this.audioLength = 0;
     this.bufferTimeOffset = 0; // stream time of the buffer's first sample
-    this.hypothesis = new HypothesisBuffer();
+    this.hypothesis = new HypothesisBuffer({ anchorSeconds: this.anchorSeconds });
     this.committed = [];
     this._unprocessed = 0; // samples inserted since the last processIter
     this.heardSeconds = 0; // stream time up to which the last pass heard the audio
+    this.forcedWords = 0; // words committed by maxUnconfirmedSeconds rather than by agreement
   }
 
   // Stream time of the newest sample received.
@@ -161,6 +216,11 @@ export class OnlineASRProcessor {
   applyHypothesis({ words = [], segmentEnds = [] }) {
     this.hypothesis.insert(words, this.bufferTimeOffset);
     const committed = this.hypothesis.flush();
+    if (this.maxUnconfirmedSeconds !== null) {
+      const forced = this.hypothesis.forceBefore(this.heardSeconds - this.maxUnconfirmedSeconds);
+      this.forcedWords += forced.length;
+      committed.push(...forced);
+    }
     this.committed.push(...committed);
     if (this.bufferSeconds > this.trimSeconds) this._trimAtSegment(segmentEnds);
     if (this.bufferSeconds > this.maxBufferSeconds) this._trimToBound();
