@@ -14,6 +14,12 @@ two hypotheses agree on a word when they differ only in case or in the punctuati
 (``agreement_key``). Whisper ends the last word it hears with a period ("man.") and writes it
 plain once the next words follow ("man"): compared exactly, that word waited one more pass, which
 on a slow device was much of its lag. The newer hypothesis' form is the one committed.
+
+Two options, off by default (whisper_streaming's behaviour) and on in the browser, whose word
+times are interpolated inside Whisper's segments: ``anchor_seconds`` finds where a hypothesis'
+new words begin by the committed words it transcribes again, rather than by time alone, and
+``max_unconfirmed_seconds`` commits a word two passes keep disagreeing on once the audio heard
+runs that far past it, so that the lag stays bounded.
 """
 
 from __future__ import annotations

@@ -76,6 +76,22 @@ def test_the_components_pacing_bounds_must_nest():
         BrowserASR([model], trim_seconds=15, max_buffer_seconds=10)
     with pytest.raises(ValueError, match="min_chunk_seconds"):
         BrowserASR([model], min_chunk_seconds=0)
+    for name in ("anchor_seconds", "max_unconfirmed_seconds"):
+        for bad in (0, -1.0, float("inf"), float("nan")):
+            with pytest.raises(ValueError, match=f"{name} must be None or a positive number"):
+                BrowserASR([model], **{name: bad})
+
+
+def test_the_streaming_policy_reaches_the_page_and_can_be_whisper_streamings():
+    """The anchor and the lag bound are the component's defaults; None turns each off (the page
+    then runs LocalAgreement-2 as whisper_streaming does)."""
+    from gradio_browser_asr import BrowserASR, BrowserModel
+
+    model = BrowserModel("tiny", "onnx-community/whisper-tiny.en", "Whisper tiny.en")
+    config = BrowserASR([model]).props["config"]
+    assert (config["anchor_seconds"], config["max_unconfirmed_seconds"]) == (1.5, 3.0)
+    plain = BrowserASR([model], anchor_seconds=None, max_unconfirmed_seconds=None).props["config"]
+    assert (plain["anchor_seconds"], plain["max_unconfirmed_seconds"]) == (None, None)
 
 
 def test_local_browser_models_show_their_measured_streaming_wer(offline_settings):

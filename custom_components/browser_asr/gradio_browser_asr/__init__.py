@@ -20,6 +20,8 @@ online, and the browser's Cache API keeps model files for the next load.
 
 from __future__ import annotations
 
+import math
+
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -149,6 +151,9 @@ class BrowserASR(gr.HTML):
             raise ValueError("BrowserASR needs at least one model")
         if not 0 < min_chunk_seconds <= trim_seconds <= max_buffer_seconds:
             raise ValueError("need 0 < min_chunk_seconds <= trim_seconds <= max_buffer_seconds")
+        for name, seconds in (("anchor_seconds", anchor_seconds), ("max_unconfirmed_seconds", max_unconfirmed_seconds)):
+            if seconds is not None and not (0 < seconds < math.inf):
+                raise ValueError(f"{name} must be None or a positive number of seconds")
         missing = assets_missing(assets_dir)
         if missing:
             raise FileNotFoundError(missing)

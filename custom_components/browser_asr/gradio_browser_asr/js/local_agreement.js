@@ -5,7 +5,9 @@
 // trimSeconds it is cut at the end of a model segment that lies inside the committed text.
 //
 // Twin of explorer/local_agreement.py (same names in snake_case, same behaviour); both run the
-// cases in tests/vectors/local_agreement.json. Words are {start, end, text} in seconds.
+// cases in tests/vectors/local_agreement.json. Words are {start, end, text} in seconds. The
+// options anchorSeconds and maxUnconfirmedSeconds (HypothesisBuffer.anchor, OnlineASRProcessor)
+// are off by default, as in whisper_streaming; the Browser tab turns both on.
 
 export const SAMPLE_RATE = 16000;
 export const MAX_NGRAM = 5; // longest run of already committed words dropped from a new hypothesis
