@@ -12,7 +12,7 @@ from explorer import first_start, gpu  # noqa: E402,F401 - gpu: spaces.GPU calls
 from explorer.isolation import isolation_middleware  # noqa: E402
 from explorer.live import LiveStreams  # noqa: E402
 from explorer.live_api import build_live_router  # noqa: E402
-from explorer.openai_api import build_openai_router  # noqa: E402
+from explorer.openai_api import build_openai_router, build_unknown_url_router  # noqa: E402
 from explorer.service import ModelService  # noqa: E402
 from explorer.ui import CSS, build_app  # noqa: E402
 from explorer.ui.widgets import gradio_cache, start_output_sweeper  # noqa: E402
@@ -38,7 +38,11 @@ def main() -> None:
         # The OpenAI-compatible routes join Gradio's own FastAPI app (same port, same service),
         # sharing its queue's bound; /docs lists them. COOP/COEP on every response make the page
         # cross-origin isolated: the Browser tab's WASM then runs multi-threaded.
-        openai_routes = build_openai_router(service, settings, demo._queue).routes + build_live_router(live, settings).routes
+        openai_routes = [
+            *build_openai_router(service, settings, demo._queue).routes,
+            *build_live_router(live, settings).routes,
+            *build_unknown_url_router(settings).routes,  # last: it matches any other /v1 path
+        ]
         demo.launch(
             server_name=settings.host,
             server_port=settings.port,

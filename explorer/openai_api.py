@@ -461,3 +461,17 @@ def build_openai_router(service: ModelService, settings: Settings, gradio_queue=
         return model_card(model_key(model))
 
     return router
+
+
+def build_unknown_url_router(settings: Settings) -> APIRouter:
+    """Any other /v1 path or method, answered as OpenAI does ("Invalid URL (GET /v1/...)", 404, in
+    its error shape) rather than as FastAPI's {"detail": "Not Found"}. Its routes go
+    after every other /v1 route: they match everything under /v1."""
+    router = APIRouter(prefix="/v1", route_class=route_class(settings))  # the key is checked first, as on every /v1 route
+
+    @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def unknown_url(request: Request) -> Response:
+        raise ApiError(404, f"Invalid URL ({request.method} {request.url.path})")
+
+    return router
+

@@ -142,6 +142,20 @@ def test_models_list_the_ready_catalog(app):
         client.models.retrieve("no/such-model")
 
 
+def test_unknown_urls_and_methods_get_openai_404s_and_known_routes_still_answer(app):
+    """What this server does not implement answers as OpenAI does: 404, "Invalid URL (METHOD
+    path)", in the error shape its clients parse."""
+    client = client_for(app)
+    with pytest.raises(openai.NotFoundError) as info:
+        client.audio.speech.create(model=TINY, voice="alloy", input="text to speech is not served here")
+    assert info.value.body["message"] == "Invalid URL (POST /v1/audio/speech)" and info.value.body["type"] == "invalid_request_error"
+    for method, path in [("GET", "/v1/audio/transcriptions"), ("DELETE", "/v1/models/x"), ("POST", "/v1/chat/completions"), ("GET", "/v1/")]:
+        r = httpx.request(method, app.url.rstrip("/") + path, timeout=30)
+        assert r.status_code == 404 and r.json()["error"]["message"] == f"Invalid URL ({method} {path})", (method, path, r.text)
+    assert TINY in [m.id for m in client.models.list()]
+    assert httpx.get(app.url + "config", timeout=30).status_code == 200  # Gradio's own routes are untouched
+
+
 def test_whisper_1_means_the_default_model(app, clips):
     result = transcribe(client_for(app), clips[0].path, model="whisper-1")
     assert result.x_explorer["model"] == TINY
@@ -317,6 +331,8 @@ def test_api_key_is_required_when_set(small_app, clips, curl):
     out = subprocess.run([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", small_app.url + "v1/audio/transcriptions",
                           "-F", f"file=@{clips[0].path}", "-F", f"model={TINY}"], capture_output=True, text=True, check=False)  # fmt: skip
     assert out.stdout == "401"
+    unknown = httpx.get(small_app.url + "v1/no-such-route", timeout=30)
+    assert unknown.status_code == 401  # the key first, as on every /v1 route: no route map for strangers
     assert TINY in [m.id for m in client_for(small_app, "s3cret").models.list()]
 
 
