@@ -17,6 +17,7 @@ ENV HOME=/home/user \
     MODELS_DIR=/data/models \
     DATA_DIR=/data/jobs \
     HF_HOME=/data/huggingface \
+    BROWSER_ASSETS_DIR=/data/browser-assets \
     GRADIO_ANALYTICS_ENABLED=False \
     PYTHONUNBUFFERED=1
 WORKDIR /home/user/app

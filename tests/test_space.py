@@ -254,6 +254,17 @@ def test_image_installs_packages_txt_and_requirements_as_a_space_does():
         assert f" {pkg} " in make  # the Makefile installs packages.txt's list too
 
 
+def test_what_the_first_start_fetches_and_every_store_live_on_the_data_volume():
+    """Models, jobs, the Hub cache and the browser assets are all under the image's VOLUME: a new
+    container on the same volume fetches nothing again and loses no job."""
+    ops = _dockerfile()
+    (volume,) = [args for op, args in ops if op == "VOLUME"]
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(args for op, args in ops if op == "ENV")))
+    for name in ("MODELS_DIR", "DATA_DIR", "HF_HOME", "BROWSER_ASSETS_DIR"):
+        assert env[name].startswith(volume.strip() + "/"), (name, env.get(name))
+    assert Settings.from_env(env).browser_assets_dir == Path(env["BROWSER_ASSETS_DIR"])  # the app reads that name
+
+
 def _front_matter() -> dict[str, str]:
     text = (ROOT / "README.md").read_text()
     assert text.startswith("---\n"), "README.md has no front matter"
