@@ -133,7 +133,7 @@ class Arena:
             raise ValueError(f"the arena needs two ready models, this server has {len(models)}")
         sha = audio_sha256(audio)
         with self._lock:
-            counts = arena.pair_counts(self.store.votes())
+            counts = self.store.pair_counts()  # per pair, counted by the store
             model_a, model_b = arena.draw_pair(models, counts, self._rng)
         result_a, reused_a = self._transcribe(model_a, audio, sha, options)
         result_b, reused_b = self._transcribe(model_b, audio, sha, options)

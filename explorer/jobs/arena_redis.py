@@ -4,6 +4,8 @@ prefix (default ``explorer:``):
 - ``arena:battle:<id>``: a hash (``data``: the battle as JSON, ``session``, ``voted``), gone
   KEEP_EXPIRED_SECONDS after the battle expired;
 - ``arena:votes``: a list of every vote as JSON, in the order recorded;
+- ``arena:pairs``: a hash of votes per unordered pair of models (field: the two keys, sorted, as
+  JSON), kept with each vote, so that a battle's draw does not read every vote;
 - ``arena:recent:<session hash>``: a session's vote times of the last hour (the hourly limit).
 
 A vote is one optimistic transaction (WATCH the battle and the session's times, check with
@@ -13,13 +15,16 @@ between: two votes on one battle can never both be recorded.
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter
 from dataclasses import replace
 from typing import Optional
 
 import redis
 
 from explorer.arena import HOUR, Battle, Outcome, Vote, VoteRefused, refusal, vote_for
+from explorer.arena import pair_counts as arena_pair_counts
 from explorer.jobs.arena_store import KEEP_EXPIRED_SECONDS, battle_from_json, battle_json
 from explorer.jobs.redis_store import DEFAULT_PREFIX, connect, split_url
 
@@ -61,6 +66,7 @@ class RedisArenaStore:
                     pipe.multi()
                     pipe.hset(key, "voted", 1)
                     pipe.rpush(self._key("votes"), vote.to_json())
+                    pipe.hincrby(self._key("pairs"), _pair_field(vote.model_a, vote.model_b), 1)
                     pipe.zadd(recent_key, {battle_id: now})
                     pipe.zremrangebyscore(recent_key, "-inf", now - HOUR)
                     pipe.expire(recent_key, int(HOUR) + 60)
@@ -75,5 +81,29 @@ class RedisArenaStore:
     def vote_count(self) -> int:
         return self.client.llen(self._key("votes"))
 
+    def pair_counts(self) -> Counter:
+        """Votes per unordered pair of models, from ``arena:pairs``; votes recorded before that
+        hash existed are counted into it once (WATCHed, so no vote in between is lost)."""
+        pairs, votes = self._key("pairs"), self._key("votes")
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(pairs, votes)
+                    if pipe.exists(pairs) or not pipe.llen(votes):
+                        fields = pipe.hgetall(pairs)
+                        pipe.unwatch()
+                        return Counter({frozenset(json.loads(k)): int(n) for k, n in fields.items()})
+                    old = arena_pair_counts(Vote.from_json(v.decode()) for v in pipe.lrange(votes, 0, -1))
+                    pipe.multi()
+                    pipe.hset(pairs, mapping={_pair_field(*sorted(p)): n for p, n in old.items()})
+                    pipe.execute()
+                except redis.WatchError:
+                    continue
+
     def expire(self, now: Optional[float] = None) -> int:
         return 0  # Redis drops a battle's key by itself (PEXPIREAT)
+
+
+def _pair_field(model_a: str, model_b: str) -> str:
+    return json.dumps(sorted((model_a, model_b)))
+

@@ -15,6 +15,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Protocol
@@ -76,6 +77,7 @@ class ArenaStore(Protocol):
     def vote(self, battle_id: str, session: str, outcome: Outcome, votes_per_hour: int, now: Optional[float] = None) -> tuple[Battle, Vote]: ...
     def votes(self) -> list[Vote]: ...
     def vote_count(self) -> int: ...
+    def pair_counts(self) -> Counter: ...
     def expire(self, now: Optional[float] = None) -> int: ...
 
 
@@ -132,6 +134,14 @@ class SqliteArenaStore:
 
     def vote_count(self) -> int:
         return self._db().execute("SELECT COUNT(*) FROM arena_votes").fetchone()[0]
+
+    def pair_counts(self) -> Counter:
+        """Votes per unordered pair of models (``arena.pair_counts`` of every vote), counted by
+        SQLite: a battle's draw reads a row per pair, not every vote."""
+        counts: Counter = Counter()
+        for a, b, n in self._db().execute("SELECT model_a, model_b, COUNT(*) FROM arena_votes GROUP BY model_a, model_b"):
+            counts[frozenset((a, b))] += n
+        return counts
 
     def expire(self, now: Optional[float] = None) -> int:
         """Forget battles that expired over KEEP_EXPIRED_SECONDS ago (their votes stay)."""
