@@ -105,9 +105,10 @@ class HypothesisBuffer:
         for n in range(min(MAX_NGRAM, len(committed)), 1, -1):
             tail = committed[-n:]
             near = [
-                (abs(words[i + n - 1].end - self.last_committed_time), i + n)
+                (distance, i + n)
                 for i in range(len(words) - n + 1)
-                if heard[i : i + n] == tail and abs(words[i + n - 1].end - self.last_committed_time) <= self.anchor_seconds
+                if heard[i : i + n] == tail
+                and (distance := abs(words[i + n - 1].end - self.last_committed_time)) <= self.anchor_seconds
             ]
             if near:
                 return min(near)[1]

@@ -474,4 +474,3 @@ def build_unknown_url_router(settings: Settings) -> APIRouter:
         raise ApiError(404, f"Invalid URL ({request.method} {request.url.path})")
 
     return router
-

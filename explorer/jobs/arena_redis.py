@@ -95,7 +95,7 @@ class RedisArenaStore:
                         return Counter({frozenset(json.loads(k)): int(n) for k, n in fields.items()})
                     old = arena_pair_counts(Vote.from_json(v.decode()) for v in pipe.lrange(votes, 0, -1))
                     pipe.multi()
-                    pipe.hset(pairs, mapping={_pair_field(*sorted(p)): n for p, n in old.items()})
+                    pipe.hset(pairs, mapping={_pair_field(*pair): n for pair, n in old.items()})
                     pipe.execute()
                 except redis.WatchError:
                     continue
@@ -106,4 +106,3 @@ class RedisArenaStore:
 
 def _pair_field(model_a: str, model_b: str) -> str:
     return json.dumps(sorted((model_a, model_b)))
-

@@ -20,9 +20,8 @@ online, and the browser's Cache API keeps model files for the next load.
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
