@@ -9,6 +9,7 @@ is the omniscient side, the app is not told anything it would not be told by a p
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from gradio_client import handle_file
 
 from explorer import arena, catalog
+from explorer.jobs.arena_store import SqliteArenaStore
 from tests.arena_voters import STRENGTHS, app_env, drawn_models, expected_ratings, stored_vote_rows, stored_votes, vote_through_api
 from tests.running_app import RunningApp
 
@@ -89,7 +91,17 @@ def test_the_battle_payload_names_no_model_and_the_client_cannot_pick_them(arena
         assert revealed["models"]["A"]["name"] == catalog.get(a).name
         assert all(side["wer"] is not None and side["wer"] < 0.5 for side in revealed["models"].values())
         assert revealed["models"]["A"]["metrics"]["rtfx"] > 0
-    assert len(seen) >= 4  # six draws of ten pairs, evened out: nearly all different
+    # Six draws of ten pairs are random: 4 or more different pairs in only 95 % of runs (CI once saw
+    # 3), and never a single one in 2,000 simulated runs of this module's votes. What must hold is
+    # the evening out: over every stored vote (the voters' of the test before, when run in order),
+    # the most and the least voted pair differ by at most 8 in those 2,000 runs, with 8 battles
+    # outstanding at a time; uniform draws would differ by a median of 19 (12 or less in 7 %).
+    assert len(seen) >= 2
+    store = SqliteArenaStore(arena_app.data_dir / "jobs.sqlite3")
+    counts = store.pair_counts()  # what the server's draw reads
+    assert counts == arena.pair_counts(store.votes())
+    per_pair = [counts.get(frozenset(pair), 0) for pair in itertools.combinations(STRENGTHS, 2)]
+    assert max(per_pair) - min(per_pair) <= 12, counts
 
 
 def test_forged_and_reused_battle_ids_are_refused_through_the_api(arena_app, clips):
