@@ -121,13 +121,17 @@ class HypothesisBuffer:
             if agreement_key(new.text) != agreement_key(old.text):
                 break
             commit.append(new)
-        if commit:
-            self.last_committed_time = commit[-1].end
-            self.last_committed_word = commit[-1].text
         self.buffer = self.new[len(commit) :]
         self.new = []
-        self.committed_in_buffer.extend(commit)
-        return commit
+        return self._record(commit)
+
+    def _record(self, words: list[Word]) -> list[Word]:
+        """Note words as committed (in order) and return them."""
+        if words:
+            self.last_committed_time = words[-1].end
+            self.last_committed_word = words[-1].text
+            self.committed_in_buffer.extend(words)
+        return words
 
     def force_before(self, time: float) -> list[Word]:
         """Commit the unconfirmed words, from the first, that end at or before ``time``: the latest
@@ -135,11 +139,7 @@ class HypothesisBuffer:
         forced: list[Word] = []
         while self.buffer and self.buffer[0].end <= time:
             forced.append(self.buffer.pop(0))
-        if forced:
-            self.last_committed_time = forced[-1].end
-            self.last_committed_word = forced[-1].text
-            self.committed_in_buffer.extend(forced)
-        return forced
+        return self._record(forced)
 
     def pop_committed(self, time: float) -> None:
         """Forget committed words that end at or before ``time`` (their audio was cut)."""

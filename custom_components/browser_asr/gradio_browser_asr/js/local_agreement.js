@@ -91,14 +91,19 @@ export class HypothesisBuffer {
       if (agreementKey(this.new[i].text) !== agreementKey(this.buffer[i].text)) break;
       commit.push(this.new[i]);
     }
-    if (commit.length) {
-      this.lastCommittedTime = commit[commit.length - 1].end;
-      this.lastCommittedWord = commit[commit.length - 1].text;
-    }
     this.buffer = this.new.slice(commit.length);
     this.new = [];
-    this.committedInBuffer.push(...commit);
-    return commit;
+    return this._record(commit);
+  }
+
+  // Note words as committed (in order) and return them.
+  _record(words) {
+    if (words.length) {
+      this.lastCommittedTime = words[words.length - 1].end;
+      this.lastCommittedWord = words[words.length - 1].text;
+      this.committedInBuffer.push(...words);
+    }
+    return words;
   }
 
   // Commit the unconfirmed words, from the first, that end at or before `time`: the latest
@@ -106,12 +111,7 @@ export class HypothesisBuffer {
   forceBefore(time) {
     const forced = [];
     while (this.buffer.length && this.buffer[0].end <= time) forced.push(this.buffer.shift());
-    if (forced.length) {
-      this.lastCommittedTime = forced[forced.length - 1].end;
-      this.lastCommittedWord = forced[forced.length - 1].text;
-      this.committedInBuffer.push(...forced);
-    }
-    return forced;
+    return this._record(forced);
   }
 
   // Forget committed words that end at or before `time` (their audio was cut).
