@@ -56,12 +56,20 @@ def test_simulated_voters_recover_the_known_order_through_the_api(arena_app, cli
     assert board["flagged_sessions"] >= VOTERS
     assert client.predict(True, api_name="/arena_leaderboard")["excluded_votes"] >= API_VOTES
     ratings = board["ratings"]
-    assert [r["model"] for r in ratings] == sorted(STRENGTHS, key=STRENGTHS.get, reverse=True), ratings
+    truth = sorted(STRENGTHS, key=STRENGTHS.get, reverse=True)
+    # 400 votes over 10 pairs, neighbours 0.5 apart, do not always give the exact order: of 10,000
+    # elections drawn as test_arena.simulated_votes draws them (seeds 10,000-19,999), 95.7 % were
+    # exact and the rest swapped one neighbour pair; none put a model two places off. So each model
+    # is held within one place of its true rank (a random order passes 8 times in 120, and the
+    # intervals below must cover too); test_arena.py holds the exact order at 2,000 votes.
+    places = [truth.index(r["model"]) for r in ratings]
+    assert all(abs(place - rank) <= 1 for rank, place in enumerate(places)), ratings
     expected = expected_ratings()
     covered = [r["model"] for r in ratings if r["lower"] <= expected[r["model"]] <= r["upper"]]
     # The server draws pairs at random and 8 voters interleave as they may: this run is not
-    # reproducible, so its check has a margin (about 90 % of intervals cover, test_arena.py).
-    assert len(covered) >= 3, (ratings, expected)
+    # reproducible, so its check has a margin. Of 2,000 simulated 400-vote elections (seeds
+    # 20,000-21,999), 75 % had all 5 intervals cover, 5 had fewer than 3 and 1 fewer than 2.
+    assert len(covered) >= 2, (ratings, expected)
     # The API serves the leaderboard of exactly the stored votes (test_arena.py checks the method).
     recomputed = arena.leaderboard(stored_vote_rows(arena_app.data_dir), exclude_flagged=False).to_dict()
     assert board["ratings"] == recomputed["ratings"]

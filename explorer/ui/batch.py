@@ -346,13 +346,14 @@ def build_batch(service: ModelService, settings, runner: BatchRunner) -> None:
         ui_submit, [files, folder, model, language, task, beam_size, word_timestamps, vad_filter, token],
         [token, batch, files, folder], concurrency_id="batch-submit", concurrency_limit=2, **private,
     ).success(ui_watch, [token, batch, rows], [status, summary, table, rows], concurrency_limit=None, **private)  # fmt: skip
-    timer.tick(resize, [token, rows], [table, rows], queue=False, **private).then(
-        refresh, token, [status, summary, table], queue=False, **private
-    )
+    # Timer ticks refresh silently: a loading overlay every 2 s flickers, and in the short status
+    # block it overflows for a moment (a scrollable region without keyboard access, per axe).
+    quiet = {"queue": False, "show_progress": "hidden", **private}
+    timer.tick(resize, [token, rows], [table, rows], **quiet).then(refresh, token, [status, summary, table], **quiet)
     workers_box.expand(lambda: gr.Timer(active=True), None, workers_timer, queue=False, **private)
     workers_box.collapse(lambda: gr.Timer(active=False), None, workers_timer, queue=False, **private)
-    workers_timer.tick(resize_workers, worker_rows, [workers_table, worker_rows], queue=False, **private).then(
-        show_workers, None, [workers_note, workers_table], queue=False, **private
+    workers_timer.tick(resize_workers, worker_rows, [workers_table, worker_rows], **quiet).then(
+        show_workers, None, [workers_note, workers_table], **quiet
     )
     job_view_outputs = [detail, player, transcript, warnings_note, segments]
     # A click on a row opens its job at once (Open does the same for an id typed or pasted).
