@@ -3,11 +3,15 @@ API client through ``/v1/live``) and the Python LocalAgreement-2 twin (``explore
 commits words as two passes agree, with any ready model (faster-whisper's word timestamps, or
 transformers/ONNX segments with spread word times, see ``explorer.simulate``).
 
-A pass runs inside the call that pushed the audio (``LiveStream.push``) and holds a model slot
-(``ModelService``'s ``DeviceSlots``) only while it runs; audio pushed while a pass runs is kept
-for the next one (all that arrived, as whisper_streaming's server does). Nothing runs between
-pushes, so a client that leaves stops the stream's work at once; its stream is then closed by
-``LIVE_STREAM_IDLE_SECONDS`` (or by the Gradio session ending). Every stream has a time limit
+A pass holds a model slot (``ModelService``'s ``DeviceSlots``) only while it runs; audio pushed
+while a pass runs is kept for the next one (all that arrived, as whisper_streaming's server does).
+An API client's push runs the passes in its own call and answers with their result. The page's
+microphone cannot wait: Gradio keeps only the newest chunk sent to a stream event while its handler
+runs, so a handler that waited for a pass lost audio (1-2 s of a 10 s take, in 2 of 5 runs on
+2 cores); its push returns at once and the passes run on a thread of the stream's own. Either way
+no pass starts without new audio, so a client that leaves stops the stream's work after the pass
+in flight; its stream is then closed by ``LIVE_STREAM_IDLE_SECONDS`` (or by the Gradio session
+ending). Closing runs one last pass over audio that arrived after the previous one. Every stream has a time limit
 (``LIVE_STREAM_MAX_SECONDS`` of audio) and there are at most ``MAX_LIVE_STREAMS`` open, at most
 ``MAX_LIVE_STREAMS_PER_SESSION`` per owner (a Gradio session, an API client's address).
 
@@ -49,6 +53,11 @@ class NoSuchStream(LiveStreamError):
     """Closed, timed out, never opened, or another owner's."""
 
 
+# Closed by the client or by the time limit: someone reads the final text, so the audio that came
+# after the last pass is transcribed. Not when the client left (idle, session ended).
+FINAL_PASS_REASONS = ("finished", "time limit")
+
+
 @dataclass(frozen=True)
 class LiveUpdate:
     stream_id: str
@@ -77,6 +86,7 @@ class LiveStream:
         self.processor = OnlineASRProcessor(min_chunk_seconds)
         self.samples: list[np.ndarray] = []  # all audio received (the reference alignment at the end)
         self.received = 0
+        self.passed = 0  # samples received when the last pass took its input
         self.start: Optional[float] = None  # clock reading of stream time 0
         self.last_seen = clock()
         self.events: list[CommitEvent] = []
@@ -84,6 +94,7 @@ class LiveStream:
         self.passes = 0
         self.processing = 0.0
         self.closed: Optional[LiveUpdate] = None
+        self.failed: Optional[Exception] = None  # a background pass's error, raised to the next push
         self._lock = threading.Lock()  # the buffers
         self._pass = threading.Lock()  # one pass at a time
 
@@ -91,14 +102,23 @@ class LiveStream:
     def audio_seconds(self) -> float:
         return self.received / SAMPLE_RATE
 
+    @property
+    def busy(self) -> bool:
+        """A pass is running (in a push's call or on the stream's thread)."""
+        return self._pass.locked()
+
     def update(self) -> LiveUpdate:
         return self.closed or LiveUpdate(self.id, _join(self.processor.committed), self.unconfirmed, self.audio_seconds, self.passes)
 
-    def push(self, samples: np.ndarray) -> LiveUpdate:
+    def push(self, samples: np.ndarray, wait: bool = True) -> LiveUpdate:
         """Take 16 kHz mono float32 audio; run passes while a chunk of new audio is ready and no
-        other call is running one. Past the time limit the audio is refused (the stream ends)."""
+        other call is running one. ``wait=False``: those passes run on a thread and the call returns
+        at once with the latest state. Past the time limit the audio is refused (the stream ends)."""
         if self.closed:
             raise LiveStreamError(f"stream {self.id} is closed ({self.closed.reason})")
+        if self.failed:  # a background pass failed: said once, to the next push
+            failed, self.failed = self.failed, None
+            raise failed
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         with self._lock:
             now = self.clock()
@@ -112,14 +132,25 @@ class LiveStream:
             self.received += len(samples)
             self.processor.insert_audio(samples)
         if self._pass.acquire(blocking=False):
-            try:
-                while self.processor.ready and not self.closed:
-                    self._run_pass()
-            finally:
-                self._pass.release()
+            if wait:
+                self._run_passes(background=False)
+            else:
+                threading.Thread(target=self._run_passes, args=(True,), name=f"live-{self.id[:6]}", daemon=True).start()
         if over:
             return self.close("time limit")
         return self.update()
+
+    def _run_passes(self, background: bool) -> None:
+        """While new audio is ready: a pass. Called holding ``_pass``, which it releases."""
+        try:
+            while self.processor.ready and not self.closed:
+                self._run_pass()
+        except Exception as exc:
+            if not background:
+                raise
+            self.failed = exc
+        finally:
+            self._pass.release()
 
     def _run_pass(self) -> None:
         def transcribe(buffer, prompt: str):
@@ -131,6 +162,7 @@ class LiveStream:
         t0 = self.clock()
         with self._lock:  # the processor takes the audio that has arrived; the copy runs unlocked
             buffer, prompt = self.processor.pass_input()
+            self.passed = self.received
         hypothesis = transcribe(buffer, prompt)
         with self._lock:
             step = self.processor.apply_hypothesis(hypothesis)
@@ -147,9 +179,14 @@ class LiveStream:
         if self.closed:
             return self.closed
         with self._pass:  # a pass in flight ends first
+            if self.closed:
+                return self.closed
+            if reason in FINAL_PASS_REASONS and self.received > self.passed and not self.failed:
+                try:
+                    self._run_pass()  # the words said just before the end, heard once more
+                except Exception:  # noqa: BLE001 - the text stays as the last pass left it; closing must not fail
+                    pass
             with self._lock:
-                if self.closed:
-                    return self.closed
                 agreed = tuple(self.processor.committed)
                 tail = self.processor.finish().committed
                 at = self.clock() - (self.start if self.start is not None else self.clock())

@@ -17,6 +17,7 @@ from explorer.types import TranscribeOptions
 from tests.browser_page import ARGS, CHROMIUM
 
 MODEL = "faster-whisper/tiny.en"
+LEAD_IN_SECONDS = 1.5
 EN = TranscribeOptions(language="en")
 
 
@@ -56,6 +57,24 @@ def test_a_stream_commits_growing_text_that_reads_like_the_reference(service, of
     assert live.open_count() == 0
     with pytest.raises(LiveStreamError):
         live.get(stream.id)
+
+
+def test_a_page_push_returns_while_its_pass_runs_and_loses_no_audio(service, offline_settings, clips):
+    """The page's microphone pushes with wait=False: Gradio keeps only the newest chunk sent while a
+    stream handler runs, so the handler must not wait for a pass. Chunks pushed back to back while
+    passes run on the stream's thread are all kept, and closing transcribes what came last."""
+    clip = clips[0]
+    live = LiveStreams(service, offline_settings)
+    stream = live.open("test:page", MODEL, EN, 1.0)
+    while_busy = 0
+    for c in chunks(clip.samples):
+        stream.push(c, wait=False)
+        while_busy += stream.busy  # returned with a pass still in flight
+    assert while_busy >= 3  # a tiny.en pass takes ~0.1-0.5 s here, a push microseconds
+    final = live.close(stream.id, reference_text=clip.reference)
+    assert final.audio_seconds == pytest.approx(len(clip.samples) / 16000)
+    assert 1 <= final.passes < len(chunks(clip.samples))  # chunks that came during a pass share the next
+    assert final.latency.wer <= 0.15, final.committed
 
 
 def test_limits_per_session_overall_time_and_idle(service, offline_settings, clips):
@@ -128,11 +147,18 @@ def test_live_stream_through_the_api_in_real_time(app, clips):
         assert http.post(f"/v1/live/{again.json()['stream_id']}/close").status_code == 200
 
 
+def live_streams(app) -> int:
+    return app.client().predict(api_name="/health")["live_streams"]
+
+
 @pytest.fixture(scope="module")
 def mic_wav(clips, tmp_path_factory) -> Path:
-    """One clip, then silence (Chromium loops the file)."""
+    """1.5 s of silence, one clip, then silence (Chromium loops the file). The lead-in is the
+    moment a person waits after pressing Record: while Gradio's stream event starts, its page
+    drops the microphone's chunks (measured: up to ~1 s, the start of the first take)."""
     path = tmp_path_factory.mktemp("live-mic") / "speech.wav"
-    sf.write(path, np.concatenate([clips[0].samples, np.zeros(30 * 16000, dtype=np.float32)]), 16000)
+    silence = lambda seconds: np.zeros(int(seconds * 16000), dtype=np.float32)  # noqa: E731
+    sf.write(path, np.concatenate([silence(LEAD_IN_SECONDS), clips[0].samples, silence(30)]), 16000)
     return path
 
 
@@ -150,15 +176,29 @@ def test_live_stream_from_the_fake_microphone(app, clips, mic_wav):
             record = page.locator("#live-mic").get_by_role("button", name="Record")
             record.click()
             committed = []
-            deadline = time.monotonic() + 10  # the clip (7.1 s) and a little silence
+            deadline = time.monotonic() + LEAD_IN_SECONDS + 10  # the clip (7.1 s) and a little silence
             while time.monotonic() < deadline:
                 committed.append(page.locator("#live-text .committed").all_inner_texts())
                 time.sleep(0.25)
             page.locator("#live-mic").get_by_role("button", name="Stop").click()
-            page.wait_for_function("() => document.querySelector('#live-summary').innerText.includes('latency')", timeout=60_000)
+            summary = "() => document.querySelector('#live-summary').innerText"
+            page.wait_for_function(f"() => ({summary})().includes('latency')", timeout=60_000)
             final = page.locator("#live-text .committed").inner_text()
+            first_take = page.evaluate(summary)
+            # Gradio may send one more chunk after Stop; it must not open a stream (one that the
+            # next take would inherit, its clock started at that chunk). Record opens the take's.
+            page.wait_for_timeout(1500)
+            after_stop = live_streams(app)
+            record.click()
+            page.wait_for_timeout(2000)
+            during_second = live_streams(app)
+            page.locator("#live-mic").get_by_role("button", name="Stop").click()
+            page.wait_for_function(f"(first) => ({summary})() !== first && ({summary})().includes('latency')", arg=first_take, timeout=60_000)
+            page.wait_for_timeout(1500)
+            after_second = live_streams(app)
         finally:
             browser.close()
+    assert (after_stop, during_second, after_second) == (0, 1, 0)
     seen = [texts[0] for texts in committed if texts and texts[0]]
     assert len(set(seen)) >= 2, committed  # committed text arrived while the microphone was on
     assert_only_grows([*seen, final])

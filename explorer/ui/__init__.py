@@ -59,7 +59,7 @@ def build_app(service: ModelService, settings: Settings, runner: BatchRunner, li
                 # The arena's sessions are the Batch tab's: one token, one secret.
                 arena_tab.build_arena(service, settings, Arena(service, settings, tokens=runner.tokens), tab)
             with gr.Tab("Models"):
-                build_models(service, runner)
+                build_models(service, runner, live)
     # Model calls share one concurrency group ("models", limit NUM_WORKERS); max_size bounds the wait.
     demo.queue(max_size=settings.queue_max_size, default_concurrency_limit=settings.num_workers)
     return demo

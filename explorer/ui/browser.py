@@ -64,20 +64,27 @@ def build_live_stream(service: ModelService, settings: Settings, live: LiveStrea
     """The microphone streamed to the server: LocalAgreement-2 passes as the audio arrives."""
     keys = streamable_models(service)
 
-    def push(chunk, stream_id, model, language, min_chunk, request: gr.Request):
-        """One microphone chunk: opens the session's stream on the first, runs a pass when a chunk
-        of new audio is ready; (committed + muted tail, stream id)."""
-        if chunk is None:
-            return gr.skip(), stream_id
+    def start(stream_id, model, language, min_chunk, request: gr.Request):
+        """Record pressed: the take's stream opens here (limits and model checked before any audio).
+        Opening on Record, not on the first chunk: Gradio may send one more chunk after Stop, which
+        would otherwise open a stream that the next take inherits, clock and all."""
+        session_ended(stream_id)  # a take whose Stop never arrived
         try:
-            if stream_id is None:
-                opened = live.open(f"ui:{request.session_hash}", model, TranscribeOptions(language=language or None), float(min_chunk))
-                stream_id = opened.id
+            return live.open(f"ui:{request.session_hash}", model, TranscribeOptions(language=language or None), float(min_chunk)).id
+        except (LiveStreamError, ModelError, ValueError) as exc:
+            raise user_error(exc) from exc
+
+    def push(chunk, stream_id):
+        """One microphone chunk into the take's stream; passes run on the stream's thread (see
+        explorer.live: a handler that waited would lose chunks). The committed text + muted tail."""
+        if chunk is None or stream_id is None:
+            return gr.skip()  # no take open: a chunk that came after Stop
+        try:
             rate, samples = chunk
-            update = live.get(stream_id).push(as_16k(rate, samples))
+            update = live.get(stream_id).push(as_16k(rate, samples), wait=False)
         except (AudioError, LiveStreamError, ModelError, ValueError) as exc:
             raise user_error(exc) from exc
-        return stream_html(update.committed, update.unconfirmed), stream_id
+        return stream_html(update.committed, update.unconfirmed)
 
     def stop(stream_id):
         """Recording stopped: the tail made final, the latency figures."""
@@ -112,8 +119,9 @@ def build_live_stream(service: ModelService, settings: Settings, live: LiveStrea
         with gr.Column():
             text = gr.HTML(label="Committed (normal) and unconfirmed (muted)", elem_id="live-text")
             summary = gr.JSON(label="Latency (live)", elem_id="live-summary")
+    mic.start_recording(start, [stream_id, model, language, min_chunk], stream_id, queue=False, api_visibility="private")
     mic.stream(
-        push, [mic, stream_id, model, language, min_chunk], [text, stream_id], stream_every=0.5,
+        push, [mic, stream_id], text, stream_every=0.5,
         time_limit=int(settings.live_stream_max_seconds) + 5, concurrency_id="live", concurrency_limit=settings.max_live_streams,
         show_progress="hidden",
         api_visibility="private",

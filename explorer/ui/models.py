@@ -15,6 +15,7 @@ import pandas as pd
 
 from explorer.batch import BatchRunner
 from explorer.config import store_kind
+from explorer.live import LiveStreams
 from explorer.service import ModelService
 from explorer.ui.widgets import reachable_workers, worker_records
 
@@ -30,7 +31,7 @@ def is_admin(admin_token: Optional[str], given: str) -> bool:
     return bool(admin_token) and hmac.compare_digest((given or "").strip().encode(), admin_token.encode())
 
 
-def build_models(service: ModelService, runner: BatchRunner) -> None:
+def build_models(service: ModelService, runner: BatchRunner, live: LiveStreams) -> None:
     settings = runner.settings
 
     def models() -> list[dict]:
@@ -41,7 +42,8 @@ def build_models(service: ModelService, runner: BatchRunner) -> None:
 
     def health(admin_token: str = "") -> dict:
         """Server status and counts: models by availability, loaded and failed models, model calls
-        running and requests waiting for a device slot, batch workers and the jobs they run. With admin_token equal to the server's ADMIN_TOKEN, "detail" adds
+        running and requests waiting for a device slot, batch workers and the jobs they run, live
+        streams open. With admin_token equal to the server's ADMIN_TOKEN, "detail" adds
         each loaded model, each failure's reason, each worker (host, pid, models, jobs done) and the
         Gradio sessions held in memory."""
         workers, problem = reachable_workers(runner)
@@ -58,6 +60,7 @@ def build_models(service: ModelService, runner: BatchRunner) -> None:
             "job_store_problem": problem,
             "workers": len(workers),
             "jobs_running": sum(len(r.job_ids) for w in workers for r in w.current),
+            "live_streams": live.open_count(),
         }
         if not is_admin(settings.admin_token, admin_token):
             return public
