@@ -72,7 +72,9 @@ def _stop_node(node: subprocess.Popen) -> None:
 def test_two_node_cluster_transcribes_on_both_nodes_from_the_cli_and_the_app(clips, models_dir, tmp_path):
     """A head and a second node on this machine (token auth off: loopback only), one CPU each, so
     the two actors (one CPU each) must run one per node: SPREAD scheduling alone put both on one
-    node now and then. Each takes some of the rows.
+    node now and then. Ray Data starts actors asynchronously and feeds the first one up, which
+    took all five rows once in CI (the second node joined, or its actor loaded, too late): the CLI
+    here waits for both actors (RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S), so each takes some rows.
     Then the app, with RAY_ADDRESS pointing at the same cluster, evaluates through /evaluate
     (the Evaluate tab's code) and gets the CLI's hypotheses."""
     with socket.socket() as s:
@@ -91,7 +93,9 @@ def test_two_node_cluster_transcribes_on_both_nodes_from_the_cli_and_the_app(cli
         pd.DataFrame({"audio": [str(c.path) for c in clips], "reference": [c.reference for c in clips]}).to_csv(manifest, index=False)
         args = ["eval", "--models", MODEL, "--data", manifest, "--out", tmp_path / "out", "--backend", "ray"]
         args += ["--address", f"127.0.0.1:{port}", "--actors", "2"]
-        out = subprocess.run([sys.executable, "-m", "explorer", *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        both_actors = {**env, "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "120"}
+        out = subprocess.run([sys.executable, "-m", "explorer", *map(str, args)], cwd=ROOT, env=both_actors, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
         assert out.returncode == 0, out.stderr[-3000:]
         rows = pd.read_parquet(tmp_path / "out" / "results.parquet")
         assert len(rows) == 5 and (rows["error"] == "").all()
