@@ -11,9 +11,9 @@ runs, so a handler that waited for a pass lost audio (1-2 s of a 10 s take, in 2
 2 cores); its push returns at once and the passes run on a thread of the stream's own. Either way
 no pass starts without new audio, so a client that leaves stops the stream's work after the pass
 in flight; its stream is then closed by ``LIVE_STREAM_IDLE_SECONDS`` (or by the Gradio session
-ending). Closing runs one last pass over audio that arrived after the previous one. Every stream has a time limit
-(``LIVE_STREAM_MAX_SECONDS`` of audio) and there are at most ``MAX_LIVE_STREAMS`` open, at most
-``MAX_LIVE_STREAMS_PER_SESSION`` per owner (a Gradio session, an API client's address).
+ending). Closing runs one last pass over audio that arrived after the previous one. Every stream
+has a time limit (``LIVE_STREAM_MAX_SECONDS`` of audio) and there are at most ``MAX_LIVE_STREAMS``
+open, at most ``MAX_LIVE_STREAMS_PER_SESSION`` per owner (a Gradio session, an API client's address).
 
 Latency (``explorer.latency``): stream time 0 is the capture of the first sample, taken as the
 arrival of the first chunk less its duration (a real-time client sends audio once captured);
