@@ -68,27 +68,34 @@ def _read(updates, pause: float):
 
 def test_a_slow_reader_does_not_change_the_timing(service, long_speech):
     """Emission times belong to the producer: reading a token stream (transformers tiny.en, 27 s
-    of speech, 85 tokens) while sleeping 50 ms per update gives processing, TTFT and ITL no more
-    than 5 % above reading it at once. Timed at the reader, the sleeps (~4 s) would be billed to
-    processing and ITL: the reader-timed code gave 5.1 s against 2.7 s.
+    of speech, 85 tokens) while sleeping 50 ms per update leaves processing and ITL where reading
+    it at once puts them. Timed at the reader, the sleeps would be billed to them: ~4.2 s more
+    processing (the reader-timed code gave 5.1 s against 2.7 s) and ~50 ms per token. Each may
+    rise by a quarter of that bias at most, well above this machine's noise (CI saw processing
+    +7 % and TTFT +45 ms between two best-of-5 sets) and well below the bias.
+    TTFT is only held to the producer's noise (25 %): the first update is read before any pause,
+    so reader timing would not show in it.
     One-sided, because the other direction is real and not a timing error: a reader that wakes
     for every token competes with the engine's threads for the GIL and the 2 cores, and the
     engine then runs up to ~7 % slower than under a sleeping reader (measured in CI: 2.50 s
     against 2.34 s). Each figure is the best of 5 alternating runs: noise only adds time, and the
     bias looked for would show in every run, the best included."""
     key = "transformers/whisper-tiny.en"
+    pause = 0.05
     clip, options = audio(long_speech), TranscribeOptions(language="en")
     service.transcribe(key, clip, options)  # warm-up (load, first-call allocations)
     fast, slow = [], []
     for _ in range(5):
         fast.append(_read(service.stream(key, clip, options), 0.0))
-        slow.append(_read(service.stream(key, clip, options), 0.05))
-    assert min(m.emissions for m in fast) >= 50  # enough tokens for 50 ms each to matter
-    for name in ("processing_seconds", "ttft_seconds", "itl_seconds"):
-        a, b = (min(getattr(m, name) for m in runs) for runs in (fast, slow))
-        # 5 %, and 20 ms besides: a TTFT of ~0.37 s moves by that much between runs (CI saw
-        # +18 ms), far below the 50 ms per update a reader-timed figure would add.
-        assert b <= 1.05 * a + 0.02, (name, a, b, fast, slow)
+        slow.append(_read(service.stream(key, clip, options), pause))
+    tokens = min(m.emissions for m in fast)
+    assert tokens >= 50  # enough tokens for 50 ms each to matter
+    best = lambda name: [min(getattr(m, name) for m in runs) for runs in (fast, slow)]  # noqa: E731
+    allowed = {"processing_seconds": 0.25 * tokens * pause, "itl_seconds": 0.25 * pause}
+    allowed["ttft_seconds"] = 0.25 * best("ttft_seconds")[0]
+    for name, extra in allowed.items():
+        a, b = best(name)
+        assert b <= a + extra, (name, a, b, extra, fast, slow)
 
 
 def test_beam_search_token_runs_report_no_streaming_figures(service, clips):
