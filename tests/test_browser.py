@@ -26,7 +26,14 @@ TINY_FP32 = "browser/whisper-tiny.en"
 # gave 3.59-4.37 s in six runs, and CI once 4.69 s: two passes disagreeing on the first word
 # after a cut held every later word for up to 8 s.
 TINY_STREAM = "browser/whisper-tiny.en-q8-encoder"
-MAX_MEAN_LAG_SECONDS = 4.0
+# The 4 s target is the bench's to check on a quiet machine (the brief: speed targets in bench
+# tables, not timed tests). The lag follows the pass time: 2.8 passes in the bench (2.85 s at
+# 1.02 s a pass) and 2.8 in a CI run whose machine was slow (4.02 s at 1.45 s a pass, which
+# failed a 4 s bound). So the test holds the lag in passes, the policy's own figure (its floor is
+# ~2.5: half a pass to be heard, two to agree; the q8 runs before the 2026-12-06 stall fix gave
+# 2.9-3.0), and twice the target in seconds as a bound on keeping up at all.
+MAX_MEAN_LAG_PASSES = 3.3
+MAX_MEAN_LAG_SECONDS = 2 * 4.0
 MAX_LAST_TO_FIRST_QUARTER = 1.5
 MAX_WER = 0.15
 # Words committed by the lag bound (max_unconfirmed_seconds) without two passes agreeing: a few
@@ -111,6 +118,7 @@ def test_microphone_streams_with_bounded_lag_and_only_the_result_reaches_the_ser
         f"longest buffer {m['max_buffer_seconds']:.1f} s, {m['forced_words']} forced words, "
         f"behind at most {m['max_behind_seconds']:.1f} s, load average {os.getloadavg()}, server before: {health}"
     )
+    assert lag.mean_lag_seconds <= MAX_MEAN_LAG_PASSES * m["mean_pass_seconds"], figures
     assert lag.mean_lag_seconds <= MAX_MEAN_LAG_SECONDS, figures
     assert lag.last_to_first_quarter <= MAX_LAST_TO_FIRST_QUARTER, figures
     assert 0 <= m["forced_words"] <= MAX_FORCED_SHARE * lag.words, figures  # agreement commits nearly all words
